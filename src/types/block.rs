@@ -100,10 +100,14 @@ impl Block {
             return Err(TypesError::InvalidBlock("height 0".into()));
         }
         if Block::data_hash_of(&self.txs) != h.data_hash {
-            return Err(TypesError::InvalidBlock("data hash does not match the transactions".into()));
+            return Err(TypesError::InvalidBlock(
+                "data hash does not match the transactions".into(),
+            ));
         }
         if Block::evidence_hash_of(&self.evidence) != h.evidence_hash {
-            return Err(TypesError::InvalidBlock("evidence hash does not match the evidence".into()));
+            return Err(TypesError::InvalidBlock(
+                "evidence hash does not match the evidence".into(),
+            ));
         }
         match (&self.last_commit, h.last_block_id) {
             (None, None) if h.height == Height::GENESIS => {
@@ -148,6 +152,7 @@ impl Block {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::types::Keypair;

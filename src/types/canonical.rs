@@ -103,10 +103,16 @@ mod tests {
     #[test]
     fn layout_is_fixed() {
         let mut c = Canonical::tagged("t");
-        c.u8(7).u32(1).u64(2).opt_hash(None).opt_round(Some(Round(3)));
+        c.u8(7)
+            .u32(1)
+            .u64(2)
+            .opt_hash(None)
+            .opt_round(Some(Round(3)));
         assert_eq!(
             c.finish(),
-            vec![0, 0, 0, 1, b't', 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0, 3]
+            vec![
+                0, 0, 0, 1, b't', 7, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0, 3
+            ]
         );
     }
 

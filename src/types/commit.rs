@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::{
-    BlockId, Canonical, Hash, Height, PublicKey, Round, SignedItem, Signature, Timestamp,
+    BlockId, Canonical, Hash, Height, PublicKey, Round, Signature, SignedItem, Timestamp,
     ValidatorSet, Vote, VoteType, verify_batch,
 };
 
@@ -93,7 +93,7 @@ impl Commit {
                 signature: v.signature,
             })
             .collect();
-        signatures.sort_by(|a, b| a.validator.cmp(&b.validator));
+        signatures.sort_by_key(|s| s.validator);
         signatures.dedup_by(|a, b| a.validator == b.validator);
         Commit {
             height,
@@ -284,7 +284,10 @@ mod tests {
         let two = commit_by(&ks[..2], id);
         assert!(matches!(
             two.verify("c", &set, Height(5), &id),
-            Err(CommitError::InsufficientPower { signed: 2, total: 4 })
+            Err(CommitError::InsufficientPower {
+                signed: 2,
+                total: 4
+            })
         ));
         assert!(matches!(
             good.verify("c", &set, Height(6), &id),

@@ -18,11 +18,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::TypesError;
 
-/// An ed25519 public key that decompresses to a point of large order.
+/// An ed25519 public key, checked when built to decompress to a point of large
+/// order. Only the 32 bytes are kept (keys are copied into every vote and map);
+/// the point is decompressed when a signature is checked.
 #[derive(Copy, Clone)]
 pub struct PublicKey {
     bytes: [u8; 32],
-    key: VerifyingKey,
 }
 
 impl PublicKey {
@@ -38,7 +39,13 @@ impl PublicKey {
         if key.is_weak() || key.to_bytes() != arr {
             return Err(TypesError::InvalidKey);
         }
-        Ok(PublicKey { bytes: arr, key })
+        Ok(PublicKey { bytes: arr })
+    }
+
+    /// The decompressed key. Cannot fail for a key built by [`PublicKey::from_bytes`];
+    /// the error path exists only so no code here can panic.
+    fn verifying_key(&self) -> Result<VerifyingKey, TypesError> {
+        VerifyingKey::from_bytes(&self.bytes).map_err(|_| TypesError::InvalidKey)
     }
 
     /// The 32 encoded bytes.
@@ -59,7 +66,7 @@ impl PublicKey {
     /// Checks `sig` over `msg` with `verify_strict`.
     pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), TypesError> {
         let s = ed25519_dalek::Signature::from_bytes(&sig.0);
-        self.key
+        self.verifying_key()?
             .verify_strict(msg, &s)
             .map_err(|_| TypesError::BadSignature)
     }
@@ -172,10 +179,8 @@ impl Keypair {
     }
 
     fn from_signing_key(secret: SigningKey) -> Keypair {
-        let bytes = secret.verifying_key().to_bytes();
         let public = PublicKey {
-            bytes,
-            key: secret.verifying_key(),
+            bytes: secret.verifying_key().to_bytes(),
         };
         Keypair { secret, public }
     }
@@ -241,7 +246,10 @@ pub fn verify_batch(items: &[SignedItem<'_>]) -> Result<(), usize> {
         .iter()
         .map(|it| ed25519_dalek::Signature::from_bytes(&it.sig.0))
         .collect();
-    let keys: Vec<VerifyingKey> = items.iter().map(|it| it.key.key).collect();
+    let mut keys: Vec<VerifyingKey> = Vec::with_capacity(items.len());
+    for (i, it) in items.iter().enumerate() {
+        keys.push(it.key.verifying_key().map_err(|_| i)?);
+    }
     match ed25519_dalek::verify_batch(&msgs, &sigs, &keys) {
         Ok(()) => Ok(()),
         Err(_) => verify_each(items),
@@ -300,7 +308,11 @@ mod tests {
         let owned = items(&sigs);
         let batch: Vec<SignedItem<'_>> = owned
             .iter()
-            .map(|(k, m, s)| SignedItem { key: k, msg: m, sig: s })
+            .map(|(k, m, s)| SignedItem {
+                key: k,
+                msg: m,
+                sig: s,
+            })
             .collect();
         assert_eq!(verify_batch(&batch), Ok(()));
 
@@ -308,7 +320,11 @@ mod tests {
         let owned = items(&sigs);
         let batch: Vec<SignedItem<'_>> = owned
             .iter()
-            .map(|(k, m, s)| SignedItem { key: k, msg: m, sig: s })
+            .map(|(k, m, s)| SignedItem {
+                key: k,
+                msg: m,
+                sig: s,
+            })
             .collect();
         assert_eq!(verify_batch(&batch), Err(5));
     }

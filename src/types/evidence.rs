@@ -20,14 +20,20 @@ impl DuplicateVote {
         if !a.same_slot(&b) || a.block_id == b.block_id {
             return None;
         }
-        let (first, second) = if a.block_id < b.block_id { (a, b) } else { (b, a) };
+        let (first, second) = if a.block_id < b.block_id {
+            (a, b)
+        } else {
+            (b, a)
+        };
         Some(DuplicateVote { first, second })
     }
 
     /// Checks the pair: conflicting, canonical order, both signed by a validator.
     pub fn verify(&self, chain_id: &str, set: &ValidatorSet) -> Result<(), TypesError> {
         if !self.first.same_slot(&self.second) {
-            return Err(TypesError::InvalidEvidence("votes are not for the same slot".into()));
+            return Err(TypesError::InvalidEvidence(
+                "votes are not for the same slot".into(),
+            ));
         }
         if self.first.block_id >= self.second.block_id {
             return Err(TypesError::InvalidEvidence(
@@ -98,7 +104,15 @@ mod tests {
         }])
         .unwrap();
         let vote = |id: Option<Hash>, round: u32| {
-            Vote::new_signed(&k, "c", VoteType::Prevote, Height(1), Round(round), id, Timestamp(0))
+            Vote::new_signed(
+                &k,
+                "c",
+                VoteType::Prevote,
+                Height(1),
+                Round(round),
+                id,
+                Timestamp(0),
+            )
         };
         let a = vote(Some(Hash::digest(b"a")), 0);
         let b = vote(Some(Hash::digest(b"b")), 0);

@@ -46,7 +46,7 @@ impl ValidatorSet {
         if validators.is_empty() {
             return Err(TypesError::InvalidValidatorSet("no validators".into()));
         }
-        validators.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+        validators.sort_by_key(|v| v.public_key);
         let mut total: u64 = 0;
         let mut index = HashMap::with_capacity(validators.len());
         for (i, v) in validators.iter().enumerate() {
@@ -284,8 +284,20 @@ mod tests {
             name: String::new(),
         };
         assert!(ValidatorSet::new(vec![v.clone(), v.clone()]).is_err());
-        assert!(ValidatorSet::new(vec![Validator { power: 0, ..v.clone() }]).is_err());
-        assert!(ValidatorSet::new(vec![Validator { power: u64::MAX, ..v }]).is_err());
+        assert!(
+            ValidatorSet::new(vec![Validator {
+                power: 0,
+                ..v.clone()
+            }])
+            .is_err()
+        );
+        assert!(
+            ValidatorSet::new(vec![Validator {
+                power: u64::MAX,
+                ..v
+            }])
+            .is_err()
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use super::{BlockId, Canonical, Height, Keypair, PublicKey, Round, Signature, Timestamp, TypesError};
+use super::{
+    BlockId, Canonical, Height, Keypair, PublicKey, Round, Signature, Timestamp, TypesError,
+};
 
 /// Domain tag of vote sign bytes.
 pub const VOTE_TAG: &str = "consort/vote/v1";
@@ -202,6 +204,7 @@ impl Proposal {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use crate::types::Hash;
@@ -210,7 +213,15 @@ mod tests {
     fn vote_signature_binds_every_field() {
         let k = Keypair::from_seed([7; 32]);
         let id = Hash::digest(b"block");
-        let v = Vote::new_signed(&k, "c", VoteType::Prevote, Height(3), Round(1), Some(id), Timestamp(9));
+        let v = Vote::new_signed(
+            &k,
+            "c",
+            VoteType::Prevote,
+            Height(3),
+            Round(1),
+            Some(id),
+            Timestamp(9),
+        );
         assert!(v.verify("c").is_ok());
         assert!(v.verify("other-chain").is_err());
         let mutations: Vec<Box<dyn Fn(&mut Vote)>> = vec![
@@ -231,7 +242,14 @@ mod tests {
     #[test]
     fn vote_and_proposal_bytes_never_collide() {
         let id = Hash::digest(b"b");
-        let v = Vote::sign_bytes("c", VoteType::Prevote, Height(1), Round(0), Some(&id), Timestamp(0));
+        let v = Vote::sign_bytes(
+            "c",
+            VoteType::Prevote,
+            Height(1),
+            Round(0),
+            Some(&id),
+            Timestamp(0),
+        );
         let p = Proposal::sign_bytes("c", Height(1), Round(0), None, &id, Timestamp(0));
         assert_ne!(v, p);
     }
@@ -240,7 +258,15 @@ mod tests {
     fn proposal_signature() {
         let k = Keypair::from_seed([7; 32]);
         let id = Hash::digest(b"block");
-        let p = Proposal::new_signed(&k, "c", Height(3), Round(1), Some(Round(0)), id, Timestamp(5));
+        let p = Proposal::new_signed(
+            &k,
+            "c",
+            Height(3),
+            Round(1),
+            Some(Round(0)),
+            id,
+            Timestamp(5),
+        );
         assert!(p.verify("c").is_ok());
         let mut q = p.clone();
         q.pol_round = None;

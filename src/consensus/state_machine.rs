@@ -1,0 +1,694 @@
+//! The Tendermint state machine of "The latest gossip on BFT consensus" (Buchman,
+//! Kwon, Milosevic, arXiv:1807.04938, Algorithm 1). Comments `// Lnn` cite the
+//! paper's line numbers.
+//!
+//! The machine is a plain value: [`Consensus::handle`] takes the current time and
+//! one [`Input`] and returns the [`Output`]s to carry out, in order. It never reads
+//! a clock, touches a socket or a disk, or draws a random number, so the node and
+//! the deterministic simulator run the same code.
+//!
+//! The rules of the paper are "upon <condition> while <state>" clauses. After every
+//! input the machine re-evaluates them until none fires ([`Consensus::progress`]);
+//! each firing changes the step or sets a once-per-round flag, so this terminates.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::io::{Input, Output, PersistedState, SignedMessage, Step, Timeout, TimeoutKind};
+use super::params::Params;
+use super::vote_keeper::{AddVote, VoteKeeper};
+use crate::types::{
+    Block, BlockId, Commit, Height, Keypair, Proposal, ProposerSchedule, PublicKey, Round,
+    Timestamp, ValidatorSet, Vote, VoteType,
+};
+
+/// Messages for rounds further than this above the current round are dropped:
+/// a faulty validator could otherwise make us store votes for unboundedly many
+/// rounds. Honest validators never get this far apart while they can talk.
+pub const MAX_ROUND_LEAD: u32 = 64;
+
+/// Rounds of the next height whose messages are buffered until it starts.
+pub const FUTURE_HEIGHT_ROUNDS: u32 = 3;
+
+/// Whether a proposed block checked out.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Validity {
+    Pending,
+    Valid,
+    Invalid,
+}
+
+/// Flags of "for the first time" rules, reset when a round starts.
+#[derive(Default, Clone, Debug)]
+struct RoundFlags {
+    /// L34: timeoutPrevote scheduled.
+    prevote_timeout: bool,
+    /// L36: lock/valid update done.
+    polka_seen: bool,
+    /// L47: timeoutPrecommit scheduled.
+    precommit_timeout: bool,
+    /// We asked the runtime for a value to propose.
+    awaiting_value: bool,
+}
+
+/// Key of a buffered next-height message, so each is kept once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum FutureKey {
+    Proposal(Round),
+    Vote(PublicKey, Round, VoteType),
+}
+
+/// The consensus state of one node.
+#[derive(Clone, Debug)]
+pub struct Consensus {
+    chain_id: String,
+    validators: ValidatorSet,
+    /// Our key, if it is a validator's.
+    key: Option<Keypair>,
+    timeouts: super::params::Timeouts,
+    schedule: ProposerSchedule,
+
+    // h_p, round_p, step_p, and the locks of the paper.
+    height: Height,
+    round: Round,
+    step: Step,
+    locked: Option<(Round, BlockId)>,
+    valid: Option<(Round, BlockId)>,
+    last_block_time: Timestamp,
+
+    // What we know of the current height.
+    proposals: BTreeMap<Round, Proposal>,
+    blocks: HashMap<BlockId, Arc<Block>>,
+    validity: HashMap<BlockId, Validity>,
+    votes: VoteKeeper,
+    flags: RoundFlags,
+
+    /// The last message we signed: never sign anything in an earlier slot, nor
+    /// anything different in the same slot.
+    last_signed: Option<SignedMessage>,
+    /// State restored after a restart, applied when its height starts.
+    restored: Option<PersistedState>,
+    /// Messages of the next height, replayed when it starts.
+    future: BTreeMap<FutureKey, Input>,
+}
+
+impl Consensus {
+    /// A state machine that has not started a height yet. `restored` is the state
+    /// persisted before a crash, if any: the machine resumes its round and lock and
+    /// never signs a message conflicting with its last signed one.
+    pub fn new(params: Params, restored: Option<PersistedState>) -> Consensus {
+        let key = params
+            .key
+            .filter(|k| params.validators.get(&k.public()).is_some());
+        Consensus {
+            schedule: ProposerSchedule::genesis(&params.validators),
+            chain_id: params.chain_id,
+            validators: params.validators,
+            key,
+            timeouts: params.timeouts,
+            height: Height(0),
+            round: Round::ZERO,
+            step: Step::Propose,
+            locked: None,
+            valid: None,
+            last_block_time: Timestamp(0),
+            proposals: BTreeMap::new(),
+            blocks: HashMap::new(),
+            validity: HashMap::new(),
+            votes: VoteKeeper::default(),
+            flags: RoundFlags::default(),
+            last_signed: restored.as_ref().and_then(|r| r.last_signed.clone()),
+            restored,
+            future: BTreeMap::new(),
+        }
+    }
+
+    /// Feeds one input; returns the effects to carry out, in order.
+    pub fn handle(&mut self, now: Timestamp, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.apply(now, input, &mut out);
+        self.progress(now, &mut out);
+        out
+    }
+
+    fn apply(&mut self, now: Timestamp, input: Input, out: &mut Vec<Output>) {
+        match input {
+            Input::StartHeight {
+                height,
+                last_block_time,
+            } => self.start_height(now, height, last_block_time, out),
+            Input::Proposal { proposal, block } => self.on_proposal(proposal, block, out),
+            Input::Vote(vote) => self.on_vote(vote, out),
+            Input::Timeout(t) => self.on_timeout(now, t, out),
+            Input::ProposeValue {
+                height,
+                round,
+                block,
+            } => {
+                if height == self.height
+                    && round == self.round
+                    && self.step == Step::Propose
+                    && self.flags.awaiting_value
+                {
+                    self.flags.awaiting_value = false;
+                    self.propose(now, block, None, out);
+                }
+            }
+            Input::ValueValidity {
+                height,
+                block_id,
+                valid,
+            } => {
+                if height == self.height && self.blocks.contains_key(&block_id) {
+                    let v = if valid {
+                        Validity::Valid
+                    } else {
+                        Validity::Invalid
+                    };
+                    self.validity.insert(block_id, v);
+                }
+            }
+        }
+    }
+
+    // ---- accessors for the runtime (gossip, status, metrics) ----
+
+    /// Current height (0 before the first [`Input::StartHeight`]).
+    pub fn height(&self) -> Height {
+        self.height
+    }
+
+    /// Current round.
+    pub fn round(&self) -> Round {
+        self.round
+    }
+
+    /// Current step.
+    pub fn step(&self) -> Step {
+        self.step
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// The validator set.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.validators
+    }
+
+    /// Our public key if we vote.
+    pub fn our_key(&self) -> Option<PublicKey> {
+        self.key.as_ref().map(|k| k.public())
+    }
+
+    /// lockedRound/lockedValue.
+    pub fn locked(&self) -> Option<(Round, BlockId)> {
+        self.locked
+    }
+
+    /// validRound/validValue.
+    pub fn valid(&self) -> Option<(Round, BlockId)> {
+        self.valid
+    }
+
+    /// The proposer of `round` at the current height.
+    pub fn proposer(&self, round: Round) -> PublicKey {
+        let i = self.schedule.proposer_index(round.0);
+        self.validators.validators()[i].public_key
+    }
+
+    /// The proposal of `round` at this height and its block, if received.
+    pub fn proposal(&self, round: Round) -> Option<(&Proposal, &Arc<Block>)> {
+        let p = self.proposals.get(&round)?;
+        let b = self.blocks.get(&p.block_id)?;
+        Some((p, b))
+    }
+
+    /// Votes of one type in one round of this height.
+    pub fn votes(&self, round: Round, vote_type: VoteType) -> Vec<&Vote> {
+        self.votes
+            .tally(round, vote_type)
+            .map(|t| t.votes().collect())
+            .unwrap_or_default()
+    }
+
+    /// The last message we signed.
+    pub fn last_signed(&self) -> Option<&SignedMessage> {
+        self.last_signed.as_ref()
+    }
+
+    // ---- StartRound (L11) and proposing ----
+
+    fn start_height(
+        &mut self,
+        now: Timestamp,
+        height: Height,
+        last_block_time: Timestamp,
+        out: &mut Vec<Output>,
+    ) {
+        if height.0 == 0 || (self.height.0 != 0 && height <= self.height) {
+            return;
+        }
+        if self.schedule.height() <= height.0 {
+            while self.schedule.height() < height.0 {
+                self.schedule.advance_height();
+            }
+        } else {
+            self.schedule = ProposerSchedule::at_height(&self.validators, height.0);
+        }
+        self.height = height;
+        self.last_block_time = last_block_time;
+        self.locked = None;
+        self.valid = None;
+        self.proposals.clear();
+        self.blocks.clear();
+        self.validity.clear();
+        self.votes = VoteKeeper::default();
+        let mut round = Round::ZERO;
+        // After a crash: resume the round and the locks we had persisted.
+        if let Some(r) = self.restored.take() {
+            if r.height == height {
+                round = r.round;
+                self.locked = r.locked;
+                self.valid = r.valid;
+            } else if r.height > height {
+                self.restored = Some(r);
+            }
+        }
+        self.start_round(now, round, out); // L10
+        let buffered = std::mem::take(&mut self.future);
+        for (_, input) in buffered {
+            self.apply(now, input, out);
+        }
+    }
+
+    /// StartRound(round), L11-L21.
+    fn start_round(&mut self, now: Timestamp, round: Round, out: &mut Vec<Output>) {
+        self.round = round; // L12
+        self.step = Step::Propose; // L13
+        self.flags = RoundFlags::default();
+        out.push(Output::NewRound {
+            height: self.height,
+            round,
+        });
+        if self.is_our_turn(round) {
+            // L14-L19: re-propose validValue if we have one, else ask for a value.
+            let revalid = self
+                .valid
+                .and_then(|(vr, id)| self.blocks.get(&id).map(|b| (vr, b.clone())));
+            match revalid {
+                Some((vr, block)) => self.propose(now, block, Some(vr), out),
+                None => {
+                    self.flags.awaiting_value = true;
+                    out.push(Output::RequestValue {
+                        height: self.height,
+                        round,
+                    });
+                }
+            }
+        }
+        // L21. The proposer schedules it too: if its own value never comes, the
+        // round still moves on.
+        self.schedule_timeout(TimeoutKind::Propose, out);
+    }
+
+    fn is_our_turn(&self, round: Round) -> bool {
+        self.our_key() == Some(self.proposer(round))
+    }
+
+    /// L19: broadcast ⟨PROPOSAL, h_p, round_p, proposal, validRound_p⟩.
+    fn propose(
+        &mut self,
+        now: Timestamp,
+        block: Arc<Block>,
+        pol_round: Option<Round>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(key) = &self.key else { return };
+        let id = block.id();
+        let slot = (self.height, self.round, 0u8);
+        if let Some(last) = &self.last_signed {
+            if slot < last.slot() {
+                return;
+            }
+            if slot == last.slot() {
+                // Signed this slot before a restart: only the very same proposal may go out.
+                if let SignedMessage::Proposal(p) = last {
+                    if p.block_id == id && p.pol_round == pol_round {
+                        let p = p.clone();
+                        self.accept_own_proposal(p.clone(), block.clone());
+                        out.push(Output::BroadcastProposal { proposal: p, block });
+                    }
+                }
+                return;
+            }
+        }
+        let time = self.vote_time(now);
+        let p = Proposal::new_signed(
+            key,
+            &self.chain_id,
+            self.height,
+            self.round,
+            pol_round,
+            id,
+            time,
+        );
+        self.last_signed = Some(SignedMessage::Proposal(p.clone()));
+        out.push(Output::Persist(self.persisted()));
+        self.accept_own_proposal(p.clone(), block.clone());
+        out.push(Output::BroadcastProposal { proposal: p, block });
+    }
+
+    fn accept_own_proposal(&mut self, p: Proposal, block: Arc<Block>) {
+        let id = p.block_id;
+        self.votes
+            .note_sender(&self.validators, p.round, p.proposer);
+        self.proposals.entry(p.round).or_insert(p);
+        self.blocks.insert(id, block);
+        self.validity.insert(id, Validity::Valid);
+    }
+
+    // ---- receiving messages ----
+
+    fn on_proposal(&mut self, p: Proposal, block: Arc<Block>, out: &mut Vec<Output>) {
+        if self.height.0 != 0 && p.height == self.height.next() {
+            if p.round.0 < FUTURE_HEIGHT_ROUNDS {
+                self.future
+                    .entry(FutureKey::Proposal(p.round))
+                    .or_insert(Input::Proposal { proposal: p, block });
+            }
+            return;
+        }
+        if p.height != self.height || self.step == Step::Commit {
+            return;
+        }
+        if p.round.0 > self.round.0.saturating_add(MAX_ROUND_LEAD) {
+            return;
+        }
+        // The proposal must come from the round's proposer, carry a validRound
+        // below its round, and name the block it travels with.
+        if p.proposer != self.proposer(p.round)
+            || p.pol_round.is_some_and(|vr| vr >= p.round)
+            || block.id() != p.block_id
+        {
+            return;
+        }
+        if self.proposals.contains_key(&p.round) {
+            return;
+        }
+        let id = p.block_id;
+        let round = p.round;
+        self.votes.note_sender(&self.validators, round, p.proposer);
+        self.proposals.insert(round, p);
+        self.blocks.entry(id).or_insert_with(|| block.clone());
+        if let std::collections::hash_map::Entry::Vacant(e) = self.validity.entry(id) {
+            e.insert(Validity::Pending);
+            out.push(Output::ValidateValue {
+                height: self.height,
+                round,
+                block,
+            });
+        }
+    }
+
+    fn on_vote(&mut self, vote: Vote, out: &mut Vec<Output>) {
+        if self.height.0 != 0 && vote.height == self.height.next() {
+            if vote.round.0 < FUTURE_HEIGHT_ROUNDS && self.validators.get(&vote.validator).is_some()
+            {
+                self.future
+                    .entry(FutureKey::Vote(vote.validator, vote.round, vote.vote_type))
+                    .or_insert(Input::Vote(vote));
+            }
+            return;
+        }
+        if vote.height != self.height || self.step == Step::Commit {
+            return;
+        }
+        if vote.round.0 > self.round.0.saturating_add(MAX_ROUND_LEAD) {
+            return;
+        }
+        if let AddVote::Equivocation(ev) = self.votes.add(&self.validators, vote) {
+            out.push(Output::Evidence(ev));
+        }
+    }
+
+    // ---- timeouts, L57-L67 ----
+
+    fn on_timeout(&mut self, now: Timestamp, t: Timeout, out: &mut Vec<Output>) {
+        if t.height != self.height || t.round != self.round {
+            return;
+        }
+        match t.kind {
+            // L57: OnTimeoutPropose
+            TimeoutKind::Propose if self.step == Step::Propose => {
+                self.vote(now, VoteType::Prevote, None, out); // L59
+                self.step = Step::Prevote; // L60
+            }
+            // L61: OnTimeoutPrevote
+            TimeoutKind::Prevote if self.step == Step::Prevote => {
+                self.vote(now, VoteType::Precommit, None, out); // L63
+                self.step = Step::Precommit; // L64
+            }
+            // L65: OnTimeoutPrecommit
+            TimeoutKind::Precommit if self.step != Step::Commit => {
+                self.start_round(now, self.round.next(), out); // L67
+            }
+            _ => {}
+        }
+    }
+
+    fn schedule_timeout(&self, kind: TimeoutKind, out: &mut Vec<Output>) {
+        let r = self.round.0;
+        let duration = match kind {
+            TimeoutKind::Propose => self.timeouts.propose.at(r),
+            TimeoutKind::Prevote => self.timeouts.prevote.at(r),
+            TimeoutKind::Precommit => self.timeouts.precommit.at(r),
+        };
+        out.push(Output::ScheduleTimeout {
+            timeout: Timeout {
+                height: self.height,
+                round: self.round,
+                kind,
+            },
+            duration,
+        });
+    }
+
+    // ---- the upon-rules ----
+
+    /// Fires rules until none applies.
+    fn progress(&mut self, now: Timestamp, out: &mut Vec<Output>) {
+        while self.height.0 != 0 && self.step != Step::Commit && self.fire_one(now, out) {}
+    }
+
+    fn validity_of(&self, id: &BlockId) -> Option<bool> {
+        match self.validity.get(id) {
+            Some(Validity::Valid) => Some(true),
+            Some(Validity::Invalid) => Some(false),
+            _ => None,
+        }
+    }
+
+    fn quorum(&self, power: u64) -> bool {
+        self.validators.is_quorum(power)
+    }
+
+    /// Fires the first applicable rule; false if none applies.
+    fn fire_one(&mut self, now: Timestamp, out: &mut Vec<Output>) -> bool {
+        // L49: upon ⟨PROPOSAL, h_p, r, v, ∗⟩ AND 2f+1 ⟨PRECOMMIT, h_p, r, id(v)⟩
+        // while decision_p[h_p] = nil, for a round r of any value.
+        if self.try_decide(out) {
+            return true;
+        }
+        // L55: upon f+1 ⟨∗, h_p, round, ∗, ∗⟩ with round > round_p: StartRound(round).
+        if let Some(r) = self.votes.skip_target(&self.validators, self.round) {
+            self.start_round(now, r, out);
+            return true;
+        }
+        let round = self.round;
+        if self.step == Step::Propose {
+            if let Some(p) = self.proposals.get(&round) {
+                let id = p.block_id;
+                match p.pol_round {
+                    // L22: upon ⟨PROPOSAL, h_p, round_p, v, −1⟩ while step_p = propose
+                    None => {
+                        let Some(valid) = self.validity_of(&id) else {
+                            return false;
+                        };
+                        // L23: valid(v) ∧ (lockedRound_p = −1 ∨ lockedValue_p = v)
+                        let ok = valid && self.locked.is_none_or(|(_, lv)| lv == id);
+                        let value = ok.then_some(id);
+                        self.vote(now, VoteType::Prevote, value, out); // L24 / L26
+                        self.step = Step::Prevote; // L27
+                        return true;
+                    }
+                    // L28: upon ⟨PROPOSAL, h_p, round_p, v, vr⟩ AND 2f+1
+                    // ⟨PREVOTE, h_p, vr, id(v)⟩ while step_p = propose ∧ (vr ≥ 0 ∧ vr < round_p)
+                    Some(vr) if vr < round => {
+                        let polka =
+                            self.quorum(self.votes.power_for(vr, VoteType::Prevote, Some(&id)));
+                        if polka {
+                            let Some(valid) = self.validity_of(&id) else {
+                                return false;
+                            };
+                            // L29: valid(v) ∧ (lockedRound_p ≤ vr ∨ lockedValue_p = v)
+                            let ok =
+                                valid && self.locked.is_none_or(|(lr, lv)| lr <= vr || lv == id);
+                            let value = ok.then_some(id);
+                            self.vote(now, VoteType::Prevote, value, out); // L30 / L32
+                            self.step = Step::Prevote; // L33
+                            return true;
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if self.step == Step::Prevote {
+            // L34: upon 2f+1 ⟨PREVOTE, h_p, round_p, ∗⟩ while step_p = prevote for the
+            // first time: schedule OnTimeoutPrevote.
+            if !self.flags.prevote_timeout
+                && self.quorum(self.votes.power_any(round, VoteType::Prevote))
+            {
+                self.flags.prevote_timeout = true;
+                self.schedule_timeout(TimeoutKind::Prevote, out);
+                return true;
+            }
+        }
+        // L36: upon ⟨PROPOSAL, h_p, round_p, v, ∗⟩ AND 2f+1 ⟨PREVOTE, h_p, round_p, id(v)⟩
+        // while valid(v) ∧ step_p ≥ prevote for the first time.
+        if !self.flags.polka_seen && self.step >= Step::Prevote {
+            if let Some(id) = self.proposals.get(&round).map(|p| p.block_id) {
+                let polka = self.quorum(self.votes.power_for(round, VoteType::Prevote, Some(&id)));
+                if polka && self.validity_of(&id) == Some(true) {
+                    self.flags.polka_seen = true;
+                    if self.step == Step::Prevote {
+                        self.locked = Some((round, id)); // L38-L39
+                        self.valid = Some((round, id)); // L42-L43, persisted with the precommit
+                        self.vote(now, VoteType::Precommit, Some(id), out); // L40
+                        self.step = Step::Precommit; // L41
+                    } else {
+                        self.valid = Some((round, id)); // L42-L43
+                    }
+                    return true;
+                }
+            }
+        }
+        if self.step == Step::Prevote {
+            // L44: upon 2f+1 ⟨PREVOTE, h_p, round_p, nil⟩ while step_p = prevote
+            if self.quorum(self.votes.power_for(round, VoteType::Prevote, None)) {
+                self.vote(now, VoteType::Precommit, None, out); // L45
+                self.step = Step::Precommit; // L46
+                return true;
+            }
+        }
+        // L47: upon 2f+1 ⟨PRECOMMIT, h_p, round_p, ∗⟩ for the first time:
+        // schedule OnTimeoutPrecommit.
+        if !self.flags.precommit_timeout
+            && self.quorum(self.votes.power_any(round, VoteType::Precommit))
+        {
+            self.flags.precommit_timeout = true;
+            self.schedule_timeout(TimeoutKind::Precommit, out);
+            return true;
+        }
+        false
+    }
+
+    /// L49-L54: decide a value that has +2/3 precommits in some round, once we hold
+    /// the block and know it is valid.
+    fn try_decide(&mut self, out: &mut Vec<Output>) -> bool {
+        let rounds: Vec<Round> = self.votes.rounds().collect();
+        for r in rounds {
+            let Some(tally) = self.votes.tally(r, VoteType::Precommit) else {
+                continue;
+            };
+            let Some(Some(id)) = tally.quorum_value(&self.validators) else {
+                continue;
+            };
+            // L49 names the proposal of round r; any block with the id is that value.
+            let Some(block) = self.blocks.get(&id).cloned() else {
+                continue;
+            };
+            // L50: if valid(v)
+            if self.validity_of(&id) != Some(true) {
+                continue;
+            }
+            let commit = Commit::from_precommits(self.height, r, id, tally.votes());
+            self.step = Step::Commit; // decision_p[h_p] = v (L51)
+            out.push(Output::Decide {
+                height: self.height,
+                round: r,
+                block,
+                commit,
+            });
+            return true;
+        }
+        false
+    }
+
+    // ---- signing, guarded by the last signed slot ----
+
+    /// Our votes are stamped after the previous block's time, so block time grows.
+    fn vote_time(&self, now: Timestamp) -> Timestamp {
+        now.max(self.last_block_time.plus_millis(1))
+    }
+
+    /// Signs and broadcasts a vote, unless that would conflict with what we signed
+    /// before (possibly before a crash). The persisted state goes out first.
+    fn vote(
+        &mut self,
+        now: Timestamp,
+        vote_type: VoteType,
+        block_id: Option<BlockId>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(key) = &self.key else { return };
+        let step = match vote_type {
+            VoteType::Prevote => 1u8,
+            VoteType::Precommit => 2u8,
+        };
+        let slot = (self.height, self.round, step);
+        if let Some(last) = &self.last_signed {
+            if slot < last.slot() {
+                return;
+            }
+            if slot == last.slot() {
+                // Re-send the identical vote; never sign a different one.
+                if let SignedMessage::Vote(v) = last {
+                    if v.block_id == block_id {
+                        let v = v.clone();
+                        self.votes.add(&self.validators, v.clone());
+                        out.push(Output::BroadcastVote(v));
+                    }
+                }
+                return;
+            }
+        }
+        let time = self.vote_time(now);
+        let vote = Vote::new_signed(
+            key,
+            &self.chain_id,
+            vote_type,
+            self.height,
+            self.round,
+            block_id,
+            time,
+        );
+        self.last_signed = Some(SignedMessage::Vote(vote.clone()));
+        out.push(Output::Persist(self.persisted()));
+        self.votes.add(&self.validators, vote.clone());
+        out.push(Output::BroadcastVote(vote));
+    }
+
+    fn persisted(&self) -> PersistedState {
+        PersistedState {
+            height: self.height,
+            round: self.round,
+            locked: self.locked,
+            valid: self.valid,
+            last_signed: self.last_signed.clone(),
+        }
+    }
+}
