@@ -10,6 +10,7 @@
 #![allow(clippy::large_enum_variant)]
 
 pub mod codec;
+pub mod config;
 pub mod consensus;
 pub mod pb;
 pub mod types;

@@ -1,0 +1,191 @@
+//! The genesis file: the chain id, the genesis time, the fixed validator set and
+//! the initial application state. Every node of a chain holds the same one.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use crate::types::{Canonical, Hash, PublicKey, Timestamp, Validator, ValidatorSet};
+
+/// Longest chain id accepted.
+pub const MAX_CHAIN_ID_LEN: usize = 50;
+
+/// A validator as listed in the genesis file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisValidator {
+    /// The organization's name.
+    pub name: String,
+    /// Its consensus and node key.
+    pub public_key: PublicKey,
+    /// Its voting power.
+    pub power: u64,
+}
+
+/// An account funded at genesis.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    /// The client's public key (the account address).
+    pub public_key: PublicKey,
+    /// Its initial balance.
+    pub balance: u64,
+}
+
+/// The genesis file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// The chain id, part of everything signed on this chain.
+    pub chain_id: String,
+    /// Time of the first block, in milliseconds since the Unix epoch.
+    pub genesis_time_ms: u64,
+    /// The fixed validator set.
+    pub validators: Vec<GenesisValidator>,
+    /// Accounts funded at genesis.
+    #[serde(default)]
+    pub accounts: Vec<GenesisAccount>,
+}
+
+impl Genesis {
+    /// Reads and validates a genesis file.
+    pub fn load(path: &Path) -> Result<Genesis, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+        let g: Genesis = serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        g.validate(path)?;
+        Ok(g)
+    }
+
+    /// Writes the genesis file.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(path, json + "\n").map_err(|e| ConfigError::io(path, e))
+    }
+
+    /// Checks the rules a genesis must follow.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        if self.chain_id.is_empty() || self.chain_id.len() > MAX_CHAIN_ID_LEN {
+            return Err(ConfigError::invalid(
+                path,
+                "chain_id",
+                format!("must be 1 to {MAX_CHAIN_ID_LEN} characters"),
+            ));
+        }
+        if !self
+            .chain_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ConfigError::invalid(
+                path,
+                "chain_id",
+                "may hold only ASCII letters, digits, '-', '_' and '.'",
+            ));
+        }
+        self.validator_set()
+            .map_err(|e| ConfigError::invalid(path, "validators", e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, a) in self.accounts.iter().enumerate() {
+            if !seen.insert(a.public_key) {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("accounts[{i}].public_key"),
+                    "listed twice",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The validator set.
+    pub fn validator_set(&self) -> Result<ValidatorSet, crate::types::TypesError> {
+        ValidatorSet::new(
+            self.validators
+                .iter()
+                .map(|v| Validator {
+                    public_key: v.public_key,
+                    power: v.power,
+                    name: v.name.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Genesis time.
+    pub fn genesis_time(&self) -> Timestamp {
+        Timestamp(self.genesis_time_ms)
+    }
+
+    /// A hash of the whole genesis, so nodes can tell they hold the same one.
+    pub fn hash(&self) -> Hash {
+        let mut c = Canonical::tagged("consort/genesis/v1");
+        c.str(&self.chain_id).u64(self.genesis_time_ms);
+        c.u32(self.validators.len() as u32);
+        for v in &self.validators {
+            c.str(&v.name).bytes(v.public_key.as_bytes()).u64(v.power);
+        }
+        c.u32(self.accounts.len() as u32);
+        for a in &self.accounts {
+            c.bytes(a.public_key.as_bytes()).u64(a.balance);
+        }
+        c.digest()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Keypair;
+
+    fn sample() -> Genesis {
+        Genesis {
+            chain_id: "test-1".into(),
+            genesis_time_ms: 1,
+            validators: vec![GenesisValidator {
+                name: "a".into(),
+                public_key: Keypair::from_seed([1; 32]).public(),
+                power: 1,
+            }],
+            accounts: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trip_and_errors_name_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("genesis.json");
+        let g = sample();
+        g.save(&p).unwrap();
+        assert_eq!(Genesis::load(&p).unwrap(), g);
+
+        let mut bad = sample();
+        bad.chain_id = "has space".into();
+        bad.save(&p).unwrap();
+        let e = Genesis::load(&p).unwrap_err().to_string();
+        assert!(e.contains("chain_id") && e.contains("genesis.json"), "{e}");
+
+        let mut bad = sample();
+        bad.validators[0].power = 0;
+        bad.save(&p).unwrap();
+        let e = Genesis::load(&p).unwrap_err().to_string();
+        assert!(e.contains("validators"), "{e}");
+
+        std::fs::write(
+            &p,
+            r#"{"chain_id": "x", "genesis_time_ms": "soon", "validators": []}"#,
+        )
+        .unwrap();
+        let e = Genesis::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("genesis_time_ms") || e.contains("invalid type"),
+            "{e}"
+        );
+    }
+}

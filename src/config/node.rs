@@ -1,0 +1,520 @@
+//! The node configuration file (`config.toml`), with documented defaults. `consort
+//! init` writes it with a comment on every field ([`NodeConfig::to_commented_toml`]).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+use crate::types::PublicKey;
+
+/// A persistent peer: `<hex public key>@<host>:<port>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// The peer's node key.
+    pub key: PublicKey,
+    /// Host and port, resolved at each dial (so container names work).
+    pub addr: String,
+}
+
+impl FromStr for PeerSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PeerSpec, String> {
+        let (key, addr) = s
+            .split_once('@')
+            .ok_or_else(|| format!("{s:?} is not of the form <public key>@<host>:<port>"))?;
+        let key = key
+            .parse::<PublicKey>()
+            .map_err(|e| format!("{s:?}: bad public key: {e}"))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?}: address has no port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("{s:?}: address must be <host>:<port>"));
+        }
+        Ok(PeerSpec {
+            key,
+            addr: addr.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for PeerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.key, self.addr)
+    }
+}
+
+/// Peer-to-peer (QUIC) settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pConfig {
+    /// UDP address to listen on.
+    pub listen: String,
+    /// Persistent peers, `<public key>@<host>:<port>`.
+    pub peers: Vec<String>,
+    /// Node keys of member (non-validator) nodes allowed to connect.
+    pub members: Vec<String>,
+    /// Outbound queue per peer and channel, in messages.
+    pub queue_len: usize,
+    /// Interval between round-status announcements to peers, in ms.
+    pub gossip_interval_ms: u64,
+}
+
+impl Default for P2pConfig {
+    fn default() -> P2pConfig {
+        P2pConfig {
+            listen: "0.0.0.0:26656".into(),
+            peers: vec![],
+            members: vec![],
+            queue_len: 1024,
+            gossip_interval_ms: 100,
+        }
+    }
+}
+
+/// gRPC API settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcConfig {
+    /// TCP address of the gRPC server.
+    pub listen: String,
+    /// Largest request accepted, in bytes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for RpcConfig {
+    fn default() -> RpcConfig {
+        RpcConfig {
+            listen: "0.0.0.0:26657".into(),
+            max_request_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Prometheus metrics settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// TCP address serving `/metrics`; empty disables it.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig {
+            listen: "0.0.0.0:26660".into(),
+        }
+    }
+}
+
+/// Consensus timing and block building.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusConfig {
+    /// Propose timeout in round 0, ms.
+    pub timeout_propose_ms: u64,
+    /// Added to the propose timeout per round, ms.
+    pub timeout_propose_delta_ms: u64,
+    /// Prevote timeout in round 0, ms.
+    pub timeout_prevote_ms: u64,
+    /// Added to the prevote timeout per round, ms.
+    pub timeout_prevote_delta_ms: u64,
+    /// Precommit timeout in round 0, ms.
+    pub timeout_precommit_ms: u64,
+    /// Added to the precommit timeout per round, ms.
+    pub timeout_precommit_delta_ms: u64,
+    /// Wait after a decision before starting the next height, ms.
+    pub commit_delay_ms: u64,
+    /// Produce blocks without transactions.
+    pub create_empty_blocks: bool,
+    /// When empty blocks are produced: at most one every this many ms (0 = as fast
+    /// as consensus goes). Without empty blocks, a height starts when a
+    /// transaction waits.
+    pub empty_block_interval_ms: u64,
+    /// Largest total transaction bytes in a block.
+    pub max_block_bytes: usize,
+    /// Most transactions in a block.
+    pub max_block_txs: usize,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> ConsensusConfig {
+        ConsensusConfig {
+            timeout_propose_ms: 1000,
+            timeout_propose_delta_ms: 500,
+            timeout_prevote_ms: 500,
+            timeout_prevote_delta_ms: 250,
+            timeout_precommit_ms: 500,
+            timeout_precommit_delta_ms: 250,
+            commit_delay_ms: 200,
+            create_empty_blocks: true,
+            empty_block_interval_ms: 0,
+            max_block_bytes: 4 * 1024 * 1024,
+            max_block_txs: 20_000,
+        }
+    }
+}
+
+impl ConsensusConfig {
+    /// The core's timeouts.
+    pub fn timeouts(&self) -> crate::consensus::Timeouts {
+        use std::time::Duration;
+        let st = |base: u64, delta: u64| crate::consensus::StepTimeout {
+            base: Duration::from_millis(base),
+            delta: Duration::from_millis(delta),
+        };
+        crate::consensus::Timeouts {
+            propose: st(self.timeout_propose_ms, self.timeout_propose_delta_ms),
+            prevote: st(self.timeout_prevote_ms, self.timeout_prevote_delta_ms),
+            precommit: st(self.timeout_precommit_ms, self.timeout_precommit_delta_ms),
+        }
+    }
+
+    /// Minimal timeouts for a local network (benchmarks, tests).
+    pub fn fast() -> ConsensusConfig {
+        ConsensusConfig {
+            timeout_propose_ms: 300,
+            timeout_propose_delta_ms: 100,
+            timeout_prevote_ms: 100,
+            timeout_prevote_delta_ms: 50,
+            timeout_precommit_ms: 100,
+            timeout_precommit_delta_ms: 50,
+            commit_delay_ms: 0,
+            ..ConsensusConfig::default()
+        }
+    }
+}
+
+/// Storage settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Keep only this many recent blocks (0 keeps all).
+    pub keep_recent_blocks: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            keep_recent_blocks: 0,
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Filter in `RUST_LOG` syntax; `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// The whole node configuration.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// This node's name in logs and status.
+    pub moniker: String,
+    /// Peer-to-peer settings.
+    pub p2p: P2pConfig,
+    /// gRPC settings.
+    pub rpc: RpcConfig,
+    /// Metrics settings.
+    pub metrics: MetricsConfig,
+    /// Consensus settings.
+    pub consensus: ConsensusConfig,
+    /// Storage settings.
+    pub storage: StorageConfig,
+    /// Logging settings.
+    pub log: LogConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            moniker: "node".into(),
+            p2p: P2pConfig::default(),
+            rpc: RpcConfig::default(),
+            metrics: MetricsConfig::default(),
+            consensus: ConsensusConfig::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+fn check_addr(path: &Path, field: &str, v: &str) -> Result<(), ConfigError> {
+    v.parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|e| ConfigError::invalid(path, field, format!("{v:?}: {e}")))
+}
+
+impl NodeConfig {
+    /// Reads and validates `config.toml`.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+        let cfg: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().to_string(),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks values the type system does not.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        check_addr(path, "p2p.listen", &self.p2p.listen)?;
+        check_addr(path, "rpc.listen", &self.rpc.listen)?;
+        if !self.metrics.listen.is_empty() {
+            check_addr(path, "metrics.listen", &self.metrics.listen)?;
+        }
+        self.peer_specs(path)?;
+        self.member_keys(path)?;
+        if self.p2p.queue_len == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "p2p.queue_len",
+                "must be at least 1",
+            ));
+        }
+        if self.p2p.gossip_interval_ms == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "p2p.gossip_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        if self.consensus.timeout_propose_ms == 0
+            || self.consensus.timeout_prevote_ms == 0
+            || self.consensus.timeout_precommit_ms == 0
+        {
+            return Err(ConfigError::invalid(
+                path,
+                "consensus.timeout_*_ms",
+                "timeouts must be at least 1 ms",
+            ));
+        }
+        if self.consensus.max_block_bytes == 0 || self.consensus.max_block_txs == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "consensus.max_block_*",
+                "must be at least 1",
+            ));
+        }
+        if self.rpc.max_request_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                path,
+                "rpc.max_request_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::invalid(
+                path,
+                "log.format",
+                "must be \"text\" or \"json\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parsed persistent peers.
+    pub fn peer_specs(&self, path: &Path) -> Result<Vec<PeerSpec>, ConfigError> {
+        self.p2p
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.parse()
+                    .map_err(|e| ConfigError::invalid(path, format!("p2p.peers[{i}]"), e))
+            })
+            .collect()
+    }
+
+    /// Parsed member node keys.
+    pub fn member_keys(&self, path: &Path) -> Result<Vec<PublicKey>, ConfigError> {
+        self.p2p
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                k.parse().map_err(|e: crate::types::TypesError| {
+                    ConfigError::invalid(path, format!("p2p.members[{i}]"), e.to_string())
+                })
+            })
+            .collect()
+    }
+
+    /// The configuration as TOML with a comment on every field, as `init` writes it.
+    pub fn to_commented_toml(&self) -> String {
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "[]".to_string()
+            } else {
+                let items: Vec<String> = v.iter().map(|s| format!("  {s:?},")).collect();
+                format!("[\n{}\n]", items.join("\n"))
+            }
+        };
+        let c = &self.consensus;
+        format!(
+            r#"# consort node configuration. Every field is optional; the value shown is
+# what the node uses (the default unless changed).
+
+# Name of this node in logs and status.
+moniker = {moniker:?}
+
+[p2p]
+# UDP address for QUIC connections to peers.
+listen = {p2p_listen:?}
+# Persistent peers, "<hex node key>@<host>:<port>". The node dials them and keeps
+# redialling with backoff. Host names are resolved at each dial.
+peers = {peers}
+# Node keys (hex) of member nodes that are not validators but may connect
+# (validators of the genesis are always permitted). Any other key is refused
+# during the TLS handshake.
+members = {members}
+# Outbound queue per peer and channel, in messages; a full queue drops (gossip
+# re-sends what matters).
+queue_len = {queue_len}
+# How often the node tells its peers its height, round and step (ms), so that
+# they re-send what it misses.
+gossip_interval_ms = {gossip}
+
+[rpc]
+# TCP address of the gRPC API (node, transactions, queries, sync; health and
+# reflection included).
+listen = {rpc_listen:?}
+# Largest gRPC request accepted, in bytes.
+max_request_bytes = {max_req}
+
+[metrics]
+# TCP address serving Prometheus metrics at /metrics; "" disables it.
+listen = {metrics_listen:?}
+
+[consensus]
+# Timeouts in ms: base in round 0, plus delta per further round, so they grow
+# until they exceed the real network delay.
+timeout_propose_ms = {tp}
+timeout_propose_delta_ms = {tpd}
+timeout_prevote_ms = {tv}
+timeout_prevote_delta_ms = {tvd}
+timeout_precommit_ms = {tc}
+timeout_precommit_delta_ms = {tcd}
+# Wait after a block is decided before the next height starts (ms): late
+# precommits and new transactions arrive meanwhile.
+commit_delay_ms = {commit_delay}
+# Produce blocks with no transactions. When false, a height starts only when a
+# transaction waits in the mempool.
+create_empty_blocks = {empty}
+# At most one empty block every this many ms (0 = no extra wait).
+empty_block_interval_ms = {empty_interval}
+# Largest total size of the transactions of a block, in bytes.
+max_block_bytes = {max_block_bytes}
+# Most transactions in a block.
+max_block_txs = {max_block_txs}
+
+[storage]
+# Keep only this many recent blocks (0 keeps every block). Snapshots are kept.
+keep_recent_blocks = {keep}
+
+[log]
+# Log filter in RUST_LOG syntax ("info", "consort=debug,info"); the RUST_LOG
+# environment variable overrides it.
+level = {level:?}
+# "text" for people, "json" for log collectors.
+format = {format:?}
+"#,
+            moniker = self.moniker,
+            p2p_listen = self.p2p.listen,
+            peers = list(&self.p2p.peers),
+            members = list(&self.p2p.members),
+            queue_len = self.p2p.queue_len,
+            gossip = self.p2p.gossip_interval_ms,
+            rpc_listen = self.rpc.listen,
+            max_req = self.rpc.max_request_bytes,
+            metrics_listen = self.metrics.listen,
+            tp = c.timeout_propose_ms,
+            tpd = c.timeout_propose_delta_ms,
+            tv = c.timeout_prevote_ms,
+            tvd = c.timeout_prevote_delta_ms,
+            tc = c.timeout_precommit_ms,
+            tcd = c.timeout_precommit_delta_ms,
+            commit_delay = c.commit_delay_ms,
+            empty = c.create_empty_blocks,
+            empty_interval = c.empty_block_interval_ms,
+            max_block_bytes = c.max_block_bytes,
+            max_block_txs = c.max_block_txs,
+            keep = self.storage.keep_recent_blocks,
+            level = self.log.level,
+            format = self.log.format,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Keypair;
+
+    #[test]
+    fn commented_template_parses_back_to_the_same_config() {
+        let mut cfg = NodeConfig::default();
+        cfg.moniker = "org1".into();
+        let k = Keypair::from_seed([1; 32]).public();
+        cfg.p2p.peers = vec![format!("{k}@org2:26656")];
+        cfg.p2p.members = vec![k.to_hex()];
+        let text = cfg.to_commented_toml();
+        let back: NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, cfg);
+        back.validate(Path::new("config.toml")).unwrap();
+    }
+
+    #[test]
+    fn errors_name_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        let cases = [
+            ("[p2p]\nlisten = \"nowhere\"\n", "p2p.listen"),
+            ("[p2p]\npeers = [\"abc\"]\n", "p2p.peers[0]"),
+            (
+                "[consensus]\ntimeout_propose_ms = \"slow\"\n",
+                "timeout_propose_ms",
+            ),
+            ("[consensus]\nno_such_field = 1\n", "no_such_field"),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+        ];
+        for (text, field) in cases {
+            std::fs::write(&p, text).unwrap();
+            let e = NodeConfig::load(&p).unwrap_err().to_string();
+            assert!(
+                e.contains(field) && e.contains("config.toml"),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn peer_spec_parsing() {
+        let k = Keypair::from_seed([1; 32]).public();
+        let p: PeerSpec = format!("{k}@127.0.0.1:5").parse().unwrap();
+        assert_eq!(p.addr, "127.0.0.1:5");
+        assert_eq!(p.to_string(), format!("{k}@127.0.0.1:5"));
+        assert!(format!("{k}@host").parse::<PeerSpec>().is_err());
+        assert!("zz@host:1".parse::<PeerSpec>().is_err());
+    }
+}
