@@ -12,5 +12,6 @@
 pub mod codec;
 pub mod config;
 pub mod consensus;
+pub mod metrics;
 pub mod pb;
 pub mod types;

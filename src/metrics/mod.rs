@@ -1,0 +1,166 @@
+//! Prometheus metrics of a node, and the HTTP endpoint that serves them.
+
+mod registry;
+mod server;
+
+pub use registry::{Counter, FloatGauge, Gauge, Histogram, Renderer};
+pub use server::serve;
+
+/// Every metric the node exports. Shared (`Arc`) between the runtime, which
+/// updates it, and the HTTP endpoint, which renders it.
+#[derive(Debug)]
+pub struct NodeMetrics {
+    /// Latest committed height.
+    pub height: Gauge,
+    /// Current consensus round.
+    pub round: Gauge,
+    /// Current step (0 propose, 1 prevote, 2 precommit, 3 commit).
+    pub step: Gauge,
+    /// Seconds between consecutive block times.
+    pub block_interval: Histogram,
+    /// Rounds needed per height (1 = decided in round 0).
+    pub rounds_per_height: Histogram,
+    /// Connected peers.
+    pub peers: Gauge,
+    /// Equivocations detected.
+    pub evidence: Counter,
+    /// Seconds to fsync the signing state.
+    pub signing_fsync: Histogram,
+    /// Seconds to write a decided block durably.
+    pub block_write: Histogram,
+    /// Transactions committed.
+    pub committed_txs: Counter,
+    /// Transactions waiting in the mempool.
+    pub mempool_size: Gauge,
+    /// Bytes waiting in the mempool.
+    pub mempool_bytes: Gauge,
+    /// Synchronisation phase (0 consensus, 1 state sync, 2 block sync).
+    pub sync_phase: Gauge,
+    /// Snapshot chunks restored.
+    pub sync_chunks_done: Gauge,
+    /// Snapshot chunks to restore.
+    pub sync_chunks_total: Gauge,
+    /// Heights between us and the highest peer.
+    pub blocks_behind: Gauge,
+    /// Seconds between now and the latest block time.
+    pub lag_seconds: FloatGauge,
+    /// Peer messages rejected (bad signature, invalid content).
+    pub bad_messages: Counter,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> NodeMetrics {
+        NodeMetrics {
+            height: Gauge::default(),
+            round: Gauge::default(),
+            step: Gauge::default(),
+            block_interval: Histogram::seconds(),
+            rounds_per_height: Histogram::new(&[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 16.0]),
+            peers: Gauge::default(),
+            evidence: Counter::default(),
+            signing_fsync: Histogram::seconds(),
+            block_write: Histogram::seconds(),
+            committed_txs: Counter::default(),
+            mempool_size: Gauge::default(),
+            mempool_bytes: Gauge::default(),
+            sync_phase: Gauge::default(),
+            sync_chunks_done: Gauge::default(),
+            sync_chunks_total: Gauge::default(),
+            blocks_behind: Gauge::default(),
+            lag_seconds: FloatGauge::default(),
+            bad_messages: Counter::default(),
+        }
+    }
+}
+
+impl NodeMetrics {
+    /// Renders the node's own metrics into `r`.
+    pub fn render_into(&self, r: &mut Renderer) {
+        r.gauge(
+            "consort_height",
+            "Latest committed height.",
+            self.height.get() as f64,
+        );
+        r.gauge(
+            "consort_round",
+            "Current consensus round.",
+            self.round.get() as f64,
+        );
+        r.gauge(
+            "consort_step",
+            "Current consensus step (0 propose, 1 prevote, 2 precommit, 3 commit).",
+            self.step.get() as f64,
+        );
+        r.histogram(
+            "consort_block_interval_seconds",
+            "Time between consecutive blocks.",
+            &self.block_interval,
+        );
+        r.histogram(
+            "consort_rounds_per_height",
+            "Rounds needed to decide a height.",
+            &self.rounds_per_height,
+        );
+        r.gauge("consort_peers", "Connected peers.", self.peers.get() as f64);
+        r.counter(
+            "consort_evidence_total",
+            "Equivocations (conflicting votes) detected.",
+            self.evidence.get(),
+        );
+        r.histogram(
+            "consort_signing_state_fsync_seconds",
+            "Time to make the signing state durable before a signature leaves the node.",
+            &self.signing_fsync,
+        );
+        r.histogram(
+            "consort_block_write_seconds",
+            "Time to write a decided block, its commit and state changes durably.",
+            &self.block_write,
+        );
+        r.counter(
+            "consort_committed_txs_total",
+            "Transactions committed.",
+            self.committed_txs.get(),
+        );
+        r.gauge(
+            "consort_mempool_size",
+            "Transactions in the mempool.",
+            self.mempool_size.get() as f64,
+        );
+        r.gauge(
+            "consort_mempool_bytes",
+            "Bytes in the mempool.",
+            self.mempool_bytes.get() as f64,
+        );
+        r.gauge(
+            "consort_sync_phase",
+            "Synchronisation phase (0 consensus, 1 state sync, 2 block sync).",
+            self.sync_phase.get() as f64,
+        );
+        r.gauge(
+            "consort_sync_chunks_done",
+            "Snapshot chunks restored.",
+            self.sync_chunks_done.get() as f64,
+        );
+        r.gauge(
+            "consort_sync_chunks_total",
+            "Snapshot chunks of the snapshot being restored.",
+            self.sync_chunks_total.get() as f64,
+        );
+        r.gauge(
+            "consort_blocks_behind",
+            "Heights between this node and the highest peer.",
+            self.blocks_behind.get() as f64,
+        );
+        r.gauge(
+            "consort_lag_seconds",
+            "Seconds between now and the latest block time.",
+            self.lag_seconds.get(),
+        );
+        r.counter(
+            "consort_bad_peer_messages_total",
+            "Peer messages rejected for a bad signature or invalid content.",
+            self.bad_messages.get(),
+        );
+    }
+}
