@@ -9,6 +9,7 @@
 // boxing their large variants would only add allocations on the hot path.
 #![allow(clippy::large_enum_variant)]
 
+pub mod app;
 pub mod codec;
 pub mod config;
 pub mod consensus;
