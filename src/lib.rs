@@ -14,5 +14,7 @@ pub mod codec;
 pub mod config;
 pub mod consensus;
 pub mod metrics;
+pub mod node;
 pub mod pb;
+pub mod rpc;
 pub mod types;

@@ -1,0 +1,601 @@
+//! The consensus actor: one task that owns the core, feeds it inputs (peer
+//! messages, timers, results of block building and checking) and carries out its
+//! outputs. [`Actor::execute`] is the one place where outputs take effect, and it
+//! takes them in order: a [`Output::Persist`] is fsynced before the broadcast that
+//! follows it, so no signature leaves the node before the state guarding it is
+//! durable.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::blocks::BlockRules;
+use super::error::NodeError;
+use super::status::NodeStatus;
+use super::timers::{TimerEvent, Timers};
+use super::{Store, catchup::CatchUp};
+use crate::app::{Application, Execution};
+use crate::consensus::{Consensus, Input, Output, Step};
+use crate::metrics::NodeMetrics;
+use crate::net::{NetEvents, NetMessage, Network, PeerEvent};
+use crate::storage::{SigningStateFile, WalEntry};
+use crate::types::{
+    Block, BlockId, Commit, DuplicateVote, Evidence, Hash, Height, PublicKey, Round, Timestamp,
+};
+
+/// Penalty points after which a peer is cut off.
+const BAN_SCORE: u32 = 100;
+/// How long a cut-off peer stays refused.
+const BAN_TIME: Duration = Duration::from_secs(60);
+
+/// The wall clock, in the core's unit.
+pub fn now_ms() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    )
+}
+
+/// Pacing and gossip settings of the actor.
+#[derive(Clone, Debug)]
+pub struct ActorConfig {
+    /// Pause after a decision before the next height.
+    pub commit_delay: Duration,
+    /// Whether to produce blocks without transactions.
+    pub create_empty_blocks: bool,
+    /// Minimum time between empty blocks.
+    pub empty_block_interval: Duration,
+    /// How often to announce our round state.
+    pub gossip_interval: Duration,
+    /// Keep only this many recent blocks (0 keeps all).
+    pub keep_recent_blocks: u64,
+}
+
+/// What a background job (building or checking a block) hands back.
+#[derive(Debug)]
+pub enum JobDone {
+    /// Our proposal for (height, round) is ready.
+    Built {
+        /// Height.
+        height: Height,
+        /// Round.
+        round: Round,
+        /// The block and its execution, or why building failed.
+        result: Result<(Block, Execution), String>,
+    },
+    /// A proposed block was checked.
+    Validated {
+        /// Height.
+        height: Height,
+        /// The block.
+        block_id: BlockId,
+        /// Its execution, or why it is invalid.
+        result: Result<Execution, String>,
+    },
+}
+
+/// What the actor knows of a peer.
+#[derive(Clone, Debug, Default)]
+pub struct PeerState {
+    /// Connected now.
+    pub connected: bool,
+    /// Its address.
+    pub addr: String,
+    /// Its reported consensus height.
+    pub height: Height,
+    /// Its reported round.
+    pub round: Round,
+    /// Its reported step code.
+    pub step: u32,
+    /// Penalty points.
+    pub score: u32,
+    /// When we last re-sent it a proposal or decision votes, per (height, round).
+    pub resent: Option<(Height, Round, Instant)>,
+}
+
+/// The consensus actor.
+pub struct Actor {
+    pub(super) core: Consensus,
+    pub(super) rules: BlockRules,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) app: Arc<dyn Application>,
+    pub(super) signing: SigningStateFile,
+    pub(super) net: Network,
+    pub(super) metrics: Arc<NodeMetrics>,
+    pub(super) status_tx: watch::Sender<NodeStatus>,
+    pub(super) status: NodeStatus,
+    pub(super) cfg: ActorConfig,
+    pub(super) timers: Timers,
+    pub(super) pending: VecDeque<Input>,
+    pub(super) jobs_tx: mpsc::UnboundedSender<JobDone>,
+    pub(super) jobs_rx: mpsc::UnboundedReceiver<JobDone>,
+    /// Executions of blocks of the current height, by block id.
+    pub(super) execs: HashMap<BlockId, Execution>,
+    /// Evidence seen and not yet committed.
+    pub(super) evidence_pool: BTreeMap<Hash, DuplicateVote>,
+    pub(super) peers: HashMap<PublicKey, PeerState>,
+    pub(super) catchup: CatchUp,
+    /// Time of the latest committed block.
+    pub(super) last_block_time: Timestamp,
+    /// When the latest block was committed here.
+    pub(super) last_commit_at: Instant,
+    /// The round in which the current height was decided, while waiting for the
+    /// next height.
+    pub(super) decided_round: Option<Round>,
+    /// A height waiting for transactions before it starts.
+    pub(super) waiting_start: Option<Height>,
+}
+
+impl Actor {
+    /// Runs until `shutdown` turns true or a fatal error.
+    pub async fn run(
+        mut self,
+        mut events: NetEvents,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), NodeError> {
+        let mut gossip = tokio::time::interval(self.cfg.gossip_interval);
+        gossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.drain()?;
+            self.publish_status();
+            let deadline = self
+                .timers
+                .next_deadline()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                }
+                Some((peer, msg)) = events.consensus.recv() => self.on_consensus_msg(peer, msg),
+                Some((peer, msg)) = events.proposals.recv() => self.on_proposal_msg(peer, msg),
+                Some(done) = self.jobs_rx.recv() => self.on_job_done(done),
+                _ = tokio::time::sleep_until(deadline) => self.fire_timers(),
+                Some((peer, msg)) = events.blocks.recv() => self.on_block_msg(peer, msg)?,
+                Some(ev) = events.peers.recv() => self.on_peer_event(ev),
+                _ = gossip.tick() => self.gossip_tick(),
+                Some((peer, msg)) = events.mempool.recv() => self.on_mempool_msg(peer, msg),
+            }
+        }
+        info!("consensus stopped");
+        Ok(())
+    }
+
+    /// Feeds queued inputs until none is left.
+    pub(super) fn drain(&mut self) -> Result<(), NodeError> {
+        while let Some(input) = self.pending.pop_front() {
+            let outputs = self.core.handle(now_ms(), input);
+            self.execute(outputs)?;
+        }
+        Ok(())
+    }
+
+    /// Carries out the core's outputs, in order. The only place they take effect.
+    pub(super) fn execute(&mut self, outputs: Vec<Output>) -> Result<(), NodeError> {
+        for out in outputs {
+            match out {
+                Output::Persist(state) => {
+                    // Durable before anything after it (the broadcast it guards).
+                    let t = std::time::Instant::now();
+                    self.signing.save(&state).map_err(NodeError::SigningState)?;
+                    self.metrics
+                        .signing_fsync
+                        .observe(t.elapsed().as_secs_f64());
+                }
+                Output::BroadcastVote(vote) => {
+                    self.wal(WalEntry::Vote(vote.clone()));
+                    self.net.broadcast(NetMessage::Vote(vote));
+                }
+                Output::BroadcastProposal { proposal, block } => {
+                    self.wal(WalEntry::Proposal {
+                        proposal: proposal.clone(),
+                        block: (*block).clone(),
+                    });
+                    info!(height = %proposal.height, round = %proposal.round, block = %proposal.block_id.short(), txs = block.txs.len(), "proposing");
+                    self.net.broadcast(NetMessage::Proposal { proposal, block });
+                }
+                Output::ScheduleTimeout { timeout, duration } => {
+                    self.timers
+                        .schedule(Instant::now() + duration, TimerEvent::Consensus(timeout));
+                }
+                Output::RequestValue { height, round } => self.spawn_build(height, round),
+                Output::ValidateValue { height, block, .. } => self.spawn_validate(height, block),
+                Output::Decide {
+                    height,
+                    round,
+                    block,
+                    commit,
+                } => self.on_decide(height, round, block, commit)?,
+                Output::Evidence(ev) => {
+                    warn!(validator = %ev.first.validator, height = %ev.first.height, round = %ev.first.round, kind = %ev.first.vote_type, "equivocation detected");
+                    self.metrics.evidence.inc();
+                    self.evidence_pool.insert(ev.hash(), ev);
+                }
+                Output::NewRound { height, round } => {
+                    if round.0 > 0 {
+                        info!(%height, %round, "new round");
+                    }
+                    self.metrics.round.set(round.0 as i64);
+                }
+            }
+        }
+        self.metrics.step.set(self.core.step().code() as i64);
+        Ok(())
+    }
+
+    fn wal(&self, entry: WalEntry) {
+        let h = match &entry {
+            WalEntry::Vote(v) => v.height,
+            WalEntry::Proposal { proposal, .. } => proposal.height,
+        };
+        if let Err(e) = self.store.wal_append(h, &entry) {
+            // The WAL only speeds up recovery; the signing state is what keeps us safe.
+            warn!(error = %e, "could not append to the consensus WAL");
+        }
+    }
+
+    // ---- building and checking blocks, off the actor's thread ----
+
+    fn spawn_build(&mut self, height: Height, round: Round) {
+        let Some(proposer) = self.core.our_key() else {
+            return;
+        };
+        let rules = self.rules.clone();
+        let txs = self.reap_txs();
+        let evidence: Vec<Evidence> = self
+            .evidence_pool
+            .values()
+            .filter(|e| e.first.height < height)
+            .take(16)
+            .cloned()
+            .map(Evidence::DuplicateVote)
+            .collect();
+        let tx = self.jobs_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = rules
+                .build(height, proposer, txs, evidence)
+                .map_err(|e| e.to_string());
+            let _ = tx.send(JobDone::Built {
+                height,
+                round,
+                result,
+            });
+        });
+    }
+
+    fn spawn_validate(&mut self, height: Height, block: Arc<Block>) {
+        let rules = self.rules.clone();
+        let tx = self.jobs_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let block_id = block.id();
+            let result = rules.validate(height, &block).map_err(|e| e.to_string());
+            let _ = tx.send(JobDone::Validated {
+                height,
+                block_id,
+                result,
+            });
+        });
+    }
+
+    fn on_job_done(&mut self, done: JobDone) {
+        match done {
+            JobDone::Built {
+                height,
+                round,
+                result,
+            } => match result {
+                Ok((block, exec)) => {
+                    self.execs.insert(block.id(), exec);
+                    self.pending.push_back(Input::ProposeValue {
+                        height,
+                        round,
+                        block: Arc::new(block),
+                    });
+                }
+                Err(e) => warn!(%height, %round, error = %e, "could not build a proposal"),
+            },
+            JobDone::Validated {
+                height,
+                block_id,
+                result,
+            } => {
+                let valid = match result {
+                    Ok(exec) => {
+                        self.execs.insert(block_id, exec);
+                        true
+                    }
+                    Err(e) => {
+                        warn!(%height, block = %block_id.short(), error = %e, "proposed block is invalid");
+                        false
+                    }
+                };
+                self.pending.push_back(Input::ValueValidity {
+                    height,
+                    block_id,
+                    valid,
+                });
+            }
+        }
+    }
+
+    // ---- decisions ----
+
+    fn on_decide(
+        &mut self,
+        height: Height,
+        round: Round,
+        block: Arc<Block>,
+        commit: Commit,
+    ) -> Result<(), NodeError> {
+        if self.store.latest_height() >= height {
+            // Already applied from a peer while our own round was finishing.
+            return Ok(());
+        }
+        let id = block.id();
+        let exec = match self.execs.remove(&id) {
+            Some(e) => e,
+            None => self
+                .rules
+                .validate(height, &block)
+                .map_err(|e| NodeError::Inconsistent(format!("decided block does not execute: {e}")))?,
+        };
+        self.commit_block(&block, &commit, &exec)?;
+        self.decided_round = Some(round);
+        self.schedule_next_height(height.next());
+        Ok(())
+    }
+
+    /// Makes a decided block durable and applies it: block, commit and state delta
+    /// in one write (fsynced), then the application's committed state.
+    pub(super) fn commit_block(
+        &mut self,
+        block: &Block,
+        commit: &Commit,
+        exec: &Execution,
+    ) -> Result<(), NodeError> {
+        let height = block.height();
+        let t = std::time::Instant::now();
+        self.store.append(block, commit, &exec.delta)?;
+        self.metrics.block_write.observe(t.elapsed().as_secs_f64());
+        self.app.commit(exec)?;
+        if let Err(e) = self.store.wal_clear_below(height.next()) {
+            warn!(error = %e, "could not clear the consensus WAL");
+        }
+        for ev in &block.evidence {
+            self.evidence_pool.remove(&ev.hash());
+        }
+        self.on_block_committed(block, commit);
+        self.execs.clear();
+        self.timers.forget_below(height.next());
+        self.prune();
+        Ok(())
+    }
+
+    fn on_block_committed(&mut self, block: &Block, commit: &Commit) {
+        let h = block.height();
+        let interval = block.header.time.millis_since(self.last_block_time);
+        if h.0 > 1 {
+            self.metrics
+                .block_interval
+                .observe(interval as f64 / 1000.0);
+        }
+        self.metrics.height.set(h.0 as i64);
+        self.metrics
+            .rounds_per_height
+            .observe(f64::from(commit.round.0) + 1.0);
+        self.metrics.committed_txs.add(block.txs.len() as u64);
+        self.last_block_time = block.header.time;
+        self.last_commit_at = Instant::now();
+        self.status.height = h;
+        self.status.latest_block_hash = Some(block.id());
+        self.status.latest_block_time = block.header.time;
+        self.after_commit(block);
+        info!(height = %h, round = %commit.round, block = %block.id().short(), txs = block.txs.len(), "committed block");
+    }
+
+    fn prune(&mut self) {
+        let keep = self.cfg.keep_recent_blocks;
+        if keep == 0 {
+            return;
+        }
+        let latest = self.store.latest_height().0;
+        if latest > keep && (latest % 100 == 0) {
+            if let Err(e) = self.store.prune_below(Height(latest - keep + 1)) {
+                warn!(error = %e, "pruning failed");
+            }
+        }
+    }
+
+    pub(super) fn schedule_next_height(&mut self, height: Height) {
+        self.timers.schedule(
+            Instant::now() + self.cfg.commit_delay,
+            TimerEvent::StartHeight(height),
+        );
+    }
+
+    /// Starts `height` if it is the next one and the pacing rules allow it.
+    fn try_start_height(&mut self, height: Height, forced: bool) {
+        if self.core.height() >= height || self.store.latest_height().next() != height {
+            return;
+        }
+        if !forced && !self.has_pending_txs() {
+            let since = self.last_commit_at.elapsed();
+            if !self.cfg.create_empty_blocks {
+                self.waiting_start = Some(height);
+                return;
+            }
+            if since < self.cfg.empty_block_interval {
+                self.waiting_start = Some(height);
+                self.timers.schedule(
+                    self.last_commit_at + self.cfg.empty_block_interval,
+                    TimerEvent::StartHeight(height),
+                );
+                return;
+            }
+        }
+        self.waiting_start = None;
+        self.decided_round = None;
+        self.pending.push_back(Input::StartHeight {
+            height,
+            last_block_time: self.last_block_time,
+        });
+    }
+
+    /// A message of `height` arrived: if we wait to start it, start now, since
+    /// someone else has.
+    fn nudge(&mut self, height: Height) {
+        if self.waiting_start == Some(height) {
+            self.try_start_height(height, true);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        for ev in self.timers.pop_due(Instant::now()) {
+            match ev {
+                TimerEvent::Consensus(t) => self.pending.push_back(Input::Timeout(t)),
+                TimerEvent::StartHeight(h) => self.try_start_height(h, false),
+            }
+        }
+    }
+
+    // ---- peer messages ----
+
+    pub(super) fn penalize(&mut self, peer: &PublicKey, points: u32, reason: &str) {
+        self.metrics.bad_messages.inc();
+        let p = self.peers.entry(*peer).or_default();
+        p.score = p.score.saturating_add(points);
+        warn!(peer = %peer.short(), score = p.score, reason, "bad message from peer");
+        if p.score >= BAN_SCORE {
+            p.score = 0;
+            self.net.disconnect(peer, reason, BAN_TIME);
+        }
+    }
+
+    fn on_consensus_msg(&mut self, peer: PublicKey, msg: NetMessage) {
+        match msg {
+            NetMessage::Vote(vote) => {
+                let h = self.core.height();
+                if vote.height != h && vote.height != h.next() {
+                    return; // stale or far ahead: not worth a signature check
+                }
+                if self.rules.validators().get(&vote.validator).is_none() {
+                    self.penalize(&peer, 20, "vote from a key that is not a validator");
+                    return;
+                }
+                if vote.verify(self.rules.chain_id()).is_err() {
+                    self.penalize(&peer, 50, "vote with a bad signature");
+                    return;
+                }
+                if vote.height == h {
+                    self.wal(WalEntry::Vote(vote.clone()));
+                } else {
+                    self.nudge(vote.height);
+                }
+                self.pending.push_back(Input::Vote(vote));
+            }
+            NetMessage::Status(s) => self.on_status(peer, s),
+            _ => self.penalize(&peer, 50, "message on the wrong channel"),
+        }
+    }
+
+    fn on_proposal_msg(&mut self, peer: PublicKey, msg: NetMessage) {
+        let NetMessage::Proposal { proposal, block } = msg else {
+            self.penalize(&peer, 50, "message on the wrong channel");
+            return;
+        };
+        let h = self.core.height();
+        if proposal.height != h && proposal.height != h.next() {
+            return;
+        }
+        if proposal.verify(self.rules.chain_id()).is_err() {
+            self.penalize(&peer, 50, "proposal with a bad signature");
+            return;
+        }
+        if block.id() != proposal.block_id {
+            self.penalize(&peer, 50, "proposal does not match its block");
+            return;
+        }
+        if proposal.height == h {
+            self.wal(WalEntry::Proposal {
+                proposal: proposal.clone(),
+                block: (*block).clone(),
+            });
+        } else {
+            self.nudge(proposal.height);
+        }
+        self.pending.push_back(Input::Proposal { proposal, block });
+    }
+
+    fn on_peer_event(&mut self, ev: PeerEvent) {
+        match ev {
+            PeerEvent::Connected { peer, addr } => {
+                info!(peer = %peer.short(), %addr, "peer connected");
+                let p = self.peers.entry(peer).or_default();
+                p.connected = true;
+                p.addr = addr.to_string();
+                let status = self.round_status();
+                self.net.send(&peer, NetMessage::Status(status));
+            }
+            PeerEvent::Disconnected { peer, reason } => {
+                info!(peer = %peer.short(), %reason, "peer disconnected");
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.connected = false;
+                }
+            }
+        }
+        let n = self.peers.values().filter(|p| p.connected).count();
+        self.metrics.peers.set(n as i64);
+    }
+
+    /// Publishes the status for the gRPC service.
+    pub(super) fn publish_status(&mut self) {
+        self.status.round = self.core.round();
+        self.status.step = self.core.step().as_str();
+        self.status.base_height = self.store.base_height();
+        let peer_max = self
+            .peers
+            .values()
+            .filter(|p| p.connected)
+            .map(|p| p.height.prev().unwrap_or(Height(0)))
+            .max()
+            .unwrap_or(Height(0));
+        self.status.peer_max_height = peer_max;
+        let behind = peer_max.0.saturating_sub(self.status.height.0);
+        self.status.catching_up = behind > 1;
+        self.metrics.blocks_behind.set(behind as i64);
+        let lag = now_ms().millis_since(self.last_block_time) as f64 / 1000.0;
+        self.metrics.lag_seconds.set(lag);
+        let names: HashMap<PublicKey, String> = self
+            .rules
+            .validators()
+            .validators()
+            .iter()
+            .map(|v| (v.public_key, v.name.clone()))
+            .collect();
+        self.status.peers = self
+            .peers
+            .iter()
+            .map(|(k, p)| super::status::PeerStatus {
+                key: *k,
+                name: names.get(k).cloned().unwrap_or_default(),
+                address: p.addr.clone(),
+                connected: p.connected,
+                height: p.height,
+            })
+            .collect();
+        self.status.peers.sort_by_key(|p| p.key);
+        let _ = self.status_tx.send(self.status.clone());
+    }
+
+    /// True while the current height is decided and the next not yet started.
+    pub(super) fn is_decided(&self) -> bool {
+        self.core.step() == Step::Commit
+    }
+}

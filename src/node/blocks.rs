@@ -1,0 +1,234 @@
+//! Building proposals and checking proposed or fetched blocks against the chain
+//! as this node stores it. The same rules serve the proposer, the validators
+//! deciding whether to prevote, and nodes catching up.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Store;
+use crate::app::{Application, Execution};
+use crate::types::{
+    Block, BlockId, Commit, Evidence, Hash, Header, Height, PublicKey, Timestamp, ValidatorSet,
+};
+
+/// Why a block is not acceptable at a height.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid block at height {height}: {reason}")]
+pub struct InvalidBlock {
+    /// The height checked.
+    pub height: Height,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// What a block at some height inherits from its parent.
+struct Parent {
+    id: Option<BlockId>,
+    commit: Option<Commit>,
+}
+
+/// The rules of a valid block, and the state they are checked against.
+#[derive(Clone)]
+pub struct BlockRules {
+    chain_id: String,
+    set: Arc<ValidatorSet>,
+    validators_hash: Hash,
+    genesis_time: Timestamp,
+    max_block_bytes: usize,
+    max_block_txs: usize,
+    store: Arc<dyn Store>,
+    app: Arc<dyn Application>,
+}
+
+impl BlockRules {
+    /// Rules for a chain.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        chain_id: String,
+        set: Arc<ValidatorSet>,
+        genesis_time: Timestamp,
+        max_block_bytes: usize,
+        max_block_txs: usize,
+        store: Arc<dyn Store>,
+        app: Arc<dyn Application>,
+    ) -> BlockRules {
+        BlockRules {
+            chain_id,
+            validators_hash: set.hash(),
+            set,
+            genesis_time,
+            max_block_bytes,
+            max_block_txs,
+            store,
+            app,
+        }
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// The validator set.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.set
+    }
+
+    /// Largest transaction bytes per block.
+    pub fn max_block_bytes(&self) -> usize {
+        self.max_block_bytes
+    }
+
+    /// Most transactions per block.
+    pub fn max_block_txs(&self) -> usize {
+        self.max_block_txs
+    }
+
+    fn invalid(height: Height, reason: impl Into<String>) -> InvalidBlock {
+        InvalidBlock {
+            height,
+            reason: reason.into(),
+        }
+    }
+
+    fn parent(&self, height: Height) -> Result<Parent, InvalidBlock> {
+        let Some(prev) = height.prev() else {
+            return Ok(Parent {
+                id: None,
+                commit: None,
+            });
+        };
+        let err = |e: crate::storage::StorageError| Self::invalid(height, format!("reading height {prev}: {e}"));
+        let id = self
+            .store
+            .block_id(prev)
+            .map_err(err)?
+            .ok_or_else(|| Self::invalid(height, format!("previous block {prev} is not stored")))?;
+        let commit = self
+            .store
+            .commit(prev)
+            .map_err(err)?
+            .ok_or_else(|| Self::invalid(height, format!("commit of {prev} is not stored")))?;
+        Ok(Parent {
+            id: Some(id),
+            commit: Some(commit),
+        })
+    }
+
+    /// The block time that follows from a previous commit.
+    fn time_after(&self, last_commit: Option<&Commit>) -> Timestamp {
+        match last_commit {
+            Some(c) => c.median_time(&self.set),
+            None => self.genesis_time,
+        }
+    }
+
+    /// Builds the block we propose at `height`: the transactions (already
+    /// admitted by the mempool) executed on the committed state.
+    pub fn build(
+        &self,
+        height: Height,
+        proposer: PublicKey,
+        txs: Vec<Bytes>,
+        evidence: Vec<Evidence>,
+    ) -> Result<(Block, Execution), InvalidBlock> {
+        let parent = self.parent(height)?;
+        let exec = self
+            .app
+            .execute(height, &txs)
+            .map_err(|e| Self::invalid(height, e.to_string()))?;
+        let header = Header {
+            chain_id: self.chain_id.clone(),
+            height,
+            time: self.time_after(parent.commit.as_ref()),
+            last_block_id: parent.id,
+            last_commit_hash: parent.commit.as_ref().map_or(Hash::ZERO, |c| c.hash()),
+            data_hash: Block::data_hash_of(&txs),
+            app_hash: exec.app_hash,
+            validators_hash: self.validators_hash,
+            evidence_hash: Block::evidence_hash_of(&evidence),
+            proposer,
+        };
+        Ok((
+            Block {
+                header,
+                txs,
+                last_commit: parent.commit,
+                evidence,
+            },
+            exec,
+        ))
+    }
+
+    /// Checks a block for `height` against the stored chain and executes it.
+    /// Deterministic: every honest node reaches the same verdict.
+    pub fn validate(&self, height: Height, block: &Block) -> Result<Execution, InvalidBlock> {
+        let h = &block.header;
+        if h.height != height {
+            return Err(Self::invalid(height, format!("block is for height {}", h.height)));
+        }
+        block
+            .check_structure(&self.chain_id)
+            .map_err(|e| Self::invalid(height, e.to_string()))?;
+        if block.txs.len() > self.max_block_txs {
+            return Err(Self::invalid(
+                height,
+                format!("{} transactions, at most {}", block.txs.len(), self.max_block_txs),
+            ));
+        }
+        if block.tx_bytes() > self.max_block_bytes {
+            return Err(Self::invalid(
+                height,
+                format!("{} transaction bytes, at most {}", block.tx_bytes(), self.max_block_bytes),
+            ));
+        }
+        if h.validators_hash != self.validators_hash {
+            return Err(Self::invalid(height, "validators hash is not the genesis set's"));
+        }
+        if self.set.get(&h.proposer).is_none() {
+            return Err(Self::invalid(height, "proposer is not a validator"));
+        }
+        let parent = self.parent(height)?;
+        if h.last_block_id != parent.id {
+            return Err(Self::invalid(height, "previous block id does not match the stored chain"));
+        }
+        // The carried commit may hold other precommits than ours; it must certify
+        // the stored previous block.
+        if let (Some(c), Some(prev_id), Some(prev)) = (&block.last_commit, parent.id, height.prev()) {
+            c.verify(&self.chain_id, &self.set, prev, &prev_id)
+                .map_err(|e| Self::invalid(height, format!("last commit: {e}")))?;
+        }
+        let time = self.time_after(block.last_commit.as_ref());
+        if h.time != time {
+            return Err(Self::invalid(
+                height,
+                format!("time {} is not the median of the last commit ({time})", h.time),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for ev in &block.evidence {
+            ev.verify(&self.chain_id, &self.set)
+                .map_err(|e| Self::invalid(height, format!("evidence: {e}")))?;
+            if !seen.insert(ev.hash()) {
+                return Err(Self::invalid(height, "evidence listed twice"));
+            }
+            let Evidence::DuplicateVote(d) = ev;
+            if d.first.height >= height {
+                return Err(Self::invalid(height, "evidence from this height or later"));
+            }
+        }
+        let exec = self
+            .app
+            .execute(height, &block.txs)
+            .map_err(|e| Self::invalid(height, e.to_string()))?;
+        if exec.app_hash != h.app_hash {
+            return Err(Self::invalid(
+                height,
+                format!("state root {} differs from executed {}", h.app_hash, exec.app_hash),
+            ));
+        }
+        Ok(exec)
+    }
+}

@@ -1,0 +1,138 @@
+//! Catching up by whole heights: a node whose peers have committed heights it
+//! lacks asks them for those blocks with their commits, a window at a time, and
+//! applies them in order after checking each commit and the block itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::actor::Actor;
+use super::error::NodeError;
+use crate::consensus::Input;
+use crate::net::NetMessage;
+use crate::types::{Block, Commit, Height, PublicKey};
+
+/// Heights requested ahead of the next one we need.
+const WINDOW: u64 = 32;
+/// A request not answered within this time goes to another peer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Blocks requested from peers and received ahead of their turn.
+#[derive(Debug, Default)]
+pub struct CatchUp {
+    requested: BTreeMap<Height, (PublicKey, Instant)>,
+    received: BTreeMap<Height, (Block, Commit, PublicKey)>,
+    next_peer: usize,
+}
+
+impl Actor {
+    /// Asks peers for the blocks we lack and they have.
+    pub(super) fn request_blocks(&mut self) {
+        let next = self.store.latest_height().next();
+        // A peer at consensus height H has committed every height below H.
+        let mut holders: Vec<(PublicKey, Height)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.connected && p.height > next)
+            .map(|(k, p)| (*k, p.height))
+            .collect();
+        if holders.is_empty() {
+            return;
+        }
+        holders.sort();
+        let now = Instant::now();
+        let cu = &mut self.catchup;
+        cu.requested.retain(|h, _| *h >= next);
+        cu.received.retain(|h, _| *h >= next);
+        for h in next.0..next.0 + WINDOW {
+            let h = Height(h);
+            if cu.received.contains_key(&h) {
+                continue;
+            }
+            if let Some((_, at)) = cu.requested.get(&h) {
+                if now - *at < REQUEST_TIMEOUT {
+                    continue;
+                }
+            }
+            let candidates: Vec<&(PublicKey, Height)> =
+                holders.iter().filter(|(_, ph)| *ph > h).collect();
+            if candidates.is_empty() {
+                break;
+            }
+            let (peer, _) = candidates[cu.next_peer % candidates.len()];
+            cu.next_peer = cu.next_peer.wrapping_add(1);
+            cu.requested.insert(h, (*peer, now));
+            self.net.send(peer, NetMessage::BlockRequest(h));
+        }
+    }
+
+    /// Messages of the block channel: requests to serve, blocks to apply.
+    pub(super) fn on_block_msg(&mut self, peer: PublicKey, msg: NetMessage) -> Result<(), NodeError> {
+        match msg {
+            NetMessage::BlockRequest(h) => {
+                let block = self.store.block(h)?;
+                let commit = self.store.commit(h)?;
+                if let (Some(block), Some(commit)) = (block, commit) {
+                    self.net.send(
+                        &peer,
+                        NetMessage::Decided {
+                            block: std::sync::Arc::new(block),
+                            commit,
+                        },
+                    );
+                }
+            }
+            NetMessage::Decided { block, commit } => {
+                let h = block.height();
+                let next = self.store.latest_height().next();
+                if h < next || h.0 >= next.0 + WINDOW {
+                    return Ok(());
+                }
+                self.catchup
+                    .received
+                    .insert(h, ((*block).clone(), commit, peer));
+                self.apply_received()?;
+            }
+            _ => self.penalize(&peer, 50, "message on the wrong channel"),
+        }
+        Ok(())
+    }
+
+    /// Applies received blocks in height order while the next one is at hand.
+    fn apply_received(&mut self) -> Result<(), NodeError> {
+        loop {
+            let next = self.store.latest_height().next();
+            let Some((block, commit, peer)) = self.catchup.received.remove(&next) else {
+                return Ok(());
+            };
+            self.catchup.requested.remove(&next);
+            let set = self.rules.validators().clone();
+            if let Err(e) = commit.verify(self.rules.chain_id(), &set, next, &block.id()) {
+                self.penalize(&peer, 50, &format!("block {next} with an invalid commit: {e}"));
+                continue;
+            }
+            let exec = match self.rules.validate(next, &block) {
+                Ok(exec) => exec,
+                Err(e) => {
+                    // A commit signed by +2/3 for a block we find invalid: either the
+                    // peer sent a block that does not match its commit's id (caught
+                    // above) or our state diverged; refuse it and ask elsewhere.
+                    self.penalize(&peer, 50, &format!("block {next}: {e}"));
+                    continue;
+                }
+            };
+            debug!(height = %next, peer = %peer.short(), "applying fetched block");
+            self.commit_block(&block, &commit, &exec)?;
+            if self.store.latest_height().0 % 1000 == 0 {
+                info!(height = %next, "catching up");
+            }
+            // Leave the height we were deciding: the network decided it already.
+            self.pending.push_back(Input::StartHeight {
+                height: next.next(),
+                last_block_time: block.header.time,
+            });
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The node runtime: opens storage, the application and the network, runs the
+//! consensus actor that feeds the pure core and carries out its outputs, and
+//! serves the gRPC API and metrics. Owns shutdown.
+//!
+//! - [`actor`]: the event loop and the one place outputs take effect
+//!   (persist-before-send).
+//! - [`blocks`]: building proposals and checking blocks.
+//! - [`gossip`]: round-state announcements and re-sending what peers lack.
+//! - [`catchup`]: fetching whole blocks with commits from peers ahead of us.
+//! - [`timers`], [`status`], [`error`].
+
+pub mod actor;
+pub mod blocks;
+pub mod catchup;
+pub mod error;
+pub mod gossip;
+pub mod status;
+pub mod timers;
+mod txs;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use actor::now_ms;
+pub use error::NodeError;
+pub use status::{NodeStatus, PeerStatus, SyncPhase};
+
+use crate::app::{Application, HashChainApp};
+use crate::config::{Genesis, Home, NodeConfig, read_key};
+use crate::consensus::{Consensus, Input, Params};
+use crate::metrics::{NodeMetrics, Renderer};
+use crate::net::{NetConfig, Network, PeerAddr};
+use crate::storage::{BlockStore, MetaStore, SigningStateFile, SledStore, WalEntry, WalStore};
+use crate::types::{Hash, Height, PublicKey, Timestamp};
+
+/// Everything a node stores, behind one object.
+pub trait Store: BlockStore + WalStore + MetaStore {}
+
+impl<T: BlockStore + WalStore + MetaStore> Store for T {}
+
+/// A running node.
+pub struct NodeHandle {
+    /// Address peers connect to (QUIC).
+    pub p2p_addr: SocketAddr,
+    /// Address of the gRPC API.
+    pub grpc_addr: SocketAddr,
+    /// Address of `/metrics`, if enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The node's key.
+    pub node_key: PublicKey,
+    status: watch::Receiver<NodeStatus>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), NodeError>>,
+}
+
+impl NodeHandle {
+    /// The latest published status.
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver of status updates.
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    /// Asks the node to stop and waits until it has.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the node stops (on a fatal error, or after `stop`).
+    pub async fn wait(self) -> Result<(), NodeError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(NodeError::Inconsistent(format!("node task failed: {e}"))),
+        }
+    }
+
+    /// A sender that stops the node when `true` is sent.
+    pub fn shutdown_sender(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// The state root of the application before the first block: it binds the
+/// genesis file.
+pub fn genesis_app_root(genesis: &Genesis) -> Hash {
+    Hash::digest_parts(&[b"consort/app/genesis/v1", genesis.hash().as_bytes()])
+}
+
+async fn bind_tcp(addr: &str, what: &str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| NodeError::Server(format!("cannot listen for {what} on {addr}: {e}")))
+}
+
+/// Replays logged state deltas the application has not applied yet, checking
+/// each against the root its header commits to.
+fn replay_app(store: &dyn Store, app: &dyn Application) -> Result<(), NodeError> {
+    let latest = store.latest_height();
+    let from = app.committed().0.next().max(store.base_height());
+    for h in from.0..=latest.0 {
+        let h = Height(h);
+        let stored = store
+            .stored(h)?
+            .ok_or_else(|| NodeError::Inconsistent(format!("block {h} missing from the log")))?;
+        let root = app.replay(h, &stored.app_delta)?;
+        if root != stored.block.header.app_hash {
+            return Err(NodeError::Inconsistent(format!(
+                "state root after replaying height {h} is {root}, the block says {}",
+                stored.block.header.app_hash
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Opens the node in `home` and starts it.
+pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
+    let cfg = NodeConfig::load(&home.config())?;
+    let genesis = Genesis::load(&home.genesis())?;
+    let key = read_key(&home.node_key())?;
+    let config_path = home.config();
+    let peers = cfg.peer_specs(&config_path)?;
+    let members = cfg.member_keys(&config_path)?;
+    let set = Arc::new(
+        genesis
+            .validator_set()
+            .map_err(|e| NodeError::Inconsistent(e.to_string()))?,
+    );
+    let is_validator = set.get(&key.public()).is_some();
+
+    std::fs::create_dir_all(home.data())
+        .map_err(|e| NodeError::Config(crate::config::ConfigError::io(&home.data(), e)))?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&home.data().join("db"))?);
+    let signing = SigningStateFile::new(home.signing_state());
+    let persisted = signing.load().map_err(NodeError::SigningState)?;
+    let app: Arc<dyn Application> = Arc::new(HashChainApp::new(genesis_app_root(&genesis)));
+    replay_app(store.as_ref(), app.as_ref())?;
+
+    let mut permitted: HashSet<PublicKey> =
+        set.validators().iter().map(|v| v.public_key).collect();
+    permitted.extend(members);
+    let p2p_listen: SocketAddr = cfg
+        .p2p
+        .listen
+        .parse()
+        .map_err(|e| NodeError::Net(format!("p2p.listen: {e}")))?;
+    let (net, events) = Network::start(NetConfig {
+        listen: p2p_listen,
+        key: key.clone(),
+        permitted,
+        peers: peers
+            .into_iter()
+            .filter(|p| p.key != key.public())
+            .map(|p| PeerAddr {
+                key: p.key,
+                addr: p.addr,
+            })
+            .collect(),
+        max_frame: Default::default(),
+        queue_len: cfg.p2p.queue_len,
+    })
+    .await
+    .map_err(|e| NodeError::Net(e.to_string()))?;
+
+    let metrics = Arc::new(NodeMetrics::default());
+    let latest = store.latest_height();
+    let last_block_time = match store.block(latest)? {
+        Some(b) => b.header.time,
+        None => genesis.genesis_time(),
+    };
+    let mut status = NodeStatus::new(
+        genesis.chain_id.clone(),
+        cfg.moniker.clone(),
+        key.public(),
+        is_validator,
+    );
+    status.height = latest;
+    status.latest_block_time = if latest.0 == 0 { Timestamp(0) } else { last_block_time };
+    status.latest_block_hash = store.block_id(latest)?;
+    let (status_tx, status_rx) = watch::channel(status.clone());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let rules = blocks::BlockRules::new(
+        genesis.chain_id.clone(),
+        set.clone(),
+        genesis.genesis_time(),
+        cfg.consensus.max_block_bytes,
+        cfg.consensus.max_block_txs,
+        store.clone(),
+        app.clone(),
+    );
+    let core = Consensus::new(
+        Params {
+            chain_id: genesis.chain_id.clone(),
+            validators: (*set).clone(),
+            key: Some(key.clone()),
+            timeouts: cfg.consensus.timeouts(),
+        },
+        persisted,
+    );
+    let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+    let mut actor = actor::Actor {
+        core,
+        rules,
+        store: store.clone(),
+        app: app.clone(),
+        signing,
+        net: net.clone(),
+        metrics: metrics.clone(),
+        status_tx,
+        status,
+        cfg: actor::ActorConfig {
+            commit_delay: Duration::from_millis(cfg.consensus.commit_delay_ms),
+            create_empty_blocks: cfg.consensus.create_empty_blocks,
+            empty_block_interval: Duration::from_millis(cfg.consensus.empty_block_interval_ms),
+            gossip_interval: Duration::from_millis(cfg.p2p.gossip_interval_ms),
+            keep_recent_blocks: cfg.storage.keep_recent_blocks,
+        },
+        timers: Default::default(),
+        pending: VecDeque::new(),
+        jobs_tx,
+        jobs_rx,
+        execs: HashMap::new(),
+        evidence_pool: Default::default(),
+        peers: HashMap::new(),
+        catchup: Default::default(),
+        last_block_time,
+        last_commit_at: tokio::time::Instant::now(),
+        decided_round: None,
+        waiting_start: None,
+    };
+    metrics.height.set(latest.0 as i64);
+    // Resume: start the next height, then replay what the WAL kept of it.
+    let next = latest.next();
+    actor.pending.push_back(Input::StartHeight {
+        height: next,
+        last_block_time,
+    });
+    let wal = store.wal_entries(next)?;
+    if !wal.is_empty() {
+        info!(height = %next, entries = wal.len(), "replaying the consensus WAL");
+    }
+    for entry in wal {
+        actor.pending.push_back(match entry {
+            WalEntry::Vote(v) => Input::Vote(v),
+            WalEntry::Proposal { proposal, block } => Input::Proposal {
+                proposal,
+                block: Arc::new(block),
+            },
+        });
+    }
+
+    // gRPC.
+    let grpc_listener = bind_tcp(&cfg.rpc.listen, "gRPC").await?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|e| NodeError::Server(e.to_string()))?;
+    let api = crate::rpc::NodeApi::new(status_rx.clone(), store.clone(), set.clone());
+    let mut rpc_shutdown = shutdown_rx.clone();
+    let rpc_task = tokio::spawn(crate::rpc::serve(
+        grpc_listener,
+        api,
+        cfg.rpc.max_request_bytes,
+        async move {
+            let _ = rpc_shutdown.wait_for(|s| *s).await;
+        },
+    ));
+
+    // Metrics.
+    let mut metrics_addr = None;
+    let mut metrics_task = None;
+    if !cfg.metrics.listen.is_empty() {
+        let l = bind_tcp(&cfg.metrics.listen, "metrics").await?;
+        metrics_addr = l.local_addr().ok();
+        let m = metrics.clone();
+        let n = net.clone();
+        let render = Arc::new(move || {
+            let mut r = Renderer::default();
+            m.render_into(&mut r);
+            n.stats().render_into(&mut r);
+            r.finish()
+        });
+        metrics_task = Some(tokio::spawn(crate::metrics::serve(l, render)));
+    }
+
+    info!(
+        chain = %genesis.chain_id,
+        node = %key.public(),
+        validator = is_validator,
+        height = %latest,
+        p2p = %net.local_addr(),
+        grpc = %grpc_addr,
+        "node started"
+    );
+
+    let p2p_addr = net.local_addr();
+    let actor_shutdown = shutdown_rx.clone();
+    let shutdown_for_task = shutdown_tx.clone();
+    let task = tokio::spawn(async move {
+        let result = actor.run(events, actor_shutdown).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "node stopping on a fatal error");
+        }
+        let _ = shutdown_for_task.send(true);
+        net.shutdown().await;
+        match rpc_task.await {
+            Ok(Err(e)) => warn!(error = %e, "gRPC server error"),
+            Err(e) => warn!(error = %e, "gRPC task failed"),
+            Ok(Ok(())) => {}
+        }
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
+        info!("node stopped");
+        result
+    });
+
+    Ok(NodeHandle {
+        p2p_addr,
+        grpc_addr,
+        metrics_addr,
+        node_key: key.public(),
+        status: status_rx,
+        shutdown: shutdown_tx,
+        task,
+    })
+}

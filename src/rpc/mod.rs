@@ -1,0 +1,47 @@
+//! The gRPC API (tonic): protobuf at this edge, domain types inside. Every
+//! service also answers the standard `grpc.health.v1` and reflection services.
+
+mod node_service;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use node_service::{NodeApi, resolve_height, storage_status};
+
+use crate::pb;
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    node: NodeApi,
+    max_request_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::node_service_server::NodeServiceServer<NodeApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let mut builder = tonic::transport::Server::builder();
+    let router = builder
+        .add_service(health_service)
+        .add_service(
+            pb::node_service_server::NodeServiceServer::new(node)
+                .max_decoding_message_size(max_request_bytes),
+        );
+    let router = match reflection {
+        Ok(r) => router.add_service(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "gRPC reflection unavailable");
+            router
+        }
+    };
+    router
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
