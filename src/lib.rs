@@ -10,6 +10,7 @@
 #![allow(clippy::large_enum_variant)]
 
 pub mod app;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod consensus;
@@ -17,4 +18,5 @@ pub mod metrics;
 pub mod node;
 pub mod pb;
 pub mod rpc;
+pub mod testnet;
 pub mod types;

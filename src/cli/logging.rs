@@ -1,0 +1,20 @@
+//! Structured logs with `tracing`: level from the config unless `RUST_LOG` is set.
+
+use anyhow::{Result, anyhow};
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber.
+pub fn init(level: &str, format: &str) -> Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(v),
+        _ => EnvFilter::try_new(level),
+    }
+    .map_err(|e| anyhow!("invalid log filter: {e}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let result = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    result.map_err(|e| anyhow!("installing the log subscriber: {e}"))
+}

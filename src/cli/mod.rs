@@ -1,0 +1,292 @@
+//! Command-line interface.
+
+mod devnet;
+mod logging;
+mod query;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use consort::config::{Genesis, GenesisValidator, Home, NodeConfig, read_key, write_key};
+use consort::testnet::{TestnetSpec, generate};
+use consort::types::Keypair;
+
+/// consort: a permissioned consortium blockchain node.
+#[derive(Parser)]
+#[command(name = "consort", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node home: key, commented config.toml, and (if absent) a genesis
+    /// with this node as its only validator.
+    Init {
+        /// Home directory to create.
+        #[arg(long)]
+        home: PathBuf,
+        /// Node name.
+        #[arg(long)]
+        moniker: String,
+        /// Chain id of the genesis written.
+        #[arg(long, default_value = "consort-1")]
+        chain_id: String,
+    },
+    /// Generate the homes of an N-validator network with one genesis.
+    Testnet(TestnetArgs),
+    /// Run a node.
+    Start {
+        /// Home directory.
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Run a local N-validator network in this process until Ctrl-C.
+    Devnet {
+        /// Number of validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Directory for the node homes (default: a fresh temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// First port (node i uses base + 10 i).
+        #[arg(long, default_value_t = 26600)]
+        base_port: u16,
+        /// Minimal timeouts and no pause between heights.
+        #[arg(long)]
+        fast: bool,
+    },
+    /// Show a node's status.
+    Status {
+        /// gRPC address of the node.
+        #[arg(long, default_value = "127.0.0.1:26657")]
+        node: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Query the chain.
+    Query {
+        #[command(subcommand)]
+        what: query::QueryCommand,
+    },
+    /// Key management.
+    Keys {
+        #[command(subcommand)]
+        what: KeysCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct TestnetArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// First port. Without --hosts node i uses base + 10 i on 127.0.0.1; with
+    /// --hosts every node uses the base ports on its own host.
+    #[arg(long, default_value_t = 26600)]
+    base_port: u16,
+    /// Chain id.
+    #[arg(long, default_value = "consort-testnet")]
+    chain_id: String,
+    /// Comma-separated host names, one per node (validators first, then members).
+    #[arg(long, value_delimiter = ',')]
+    hosts: Option<Vec<String>>,
+    /// Comma-separated node names, one per node.
+    #[arg(long, value_delimiter = ',')]
+    names: Option<Vec<String>>,
+    /// Funded client keys to write to OUT/clients/.
+    #[arg(long, default_value_t = 0)]
+    clients: usize,
+    /// Non-validator member homes to create (permitted by every node).
+    #[arg(long, default_value_t = 0)]
+    members: usize,
+    /// Minimal timeouts and no pause between heights.
+    #[arg(long)]
+    fast: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Show a node's public key (from --home) or a key file's (--key).
+    Show {
+        /// Node home.
+        #[arg(long, conflicts_with = "key")]
+        home: Option<PathBuf>,
+        /// A key file.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line; errors print and exit non-zero.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init {
+            home,
+            moniker,
+            chain_id,
+        } => init(home, moniker, chain_id),
+        Command::Testnet(a) => testnet(a),
+        Command::Start { home } => {
+            let home = Home::new(home);
+            let cfg = NodeConfig::load(&home.config())?;
+            logging::init(&cfg.log.level, &cfg.log.format)?;
+            runtime()?.block_on(start(home))
+        }
+        Command::Devnet {
+            validators,
+            dir,
+            base_port,
+            fast,
+        } => runtime()?.block_on(devnet::run(validators, dir, base_port, fast)),
+        Command::Status { node, json } => runtime()?.block_on(query::status(&node, json)),
+        Command::Query { what } => runtime()?.block_on(query::run(what)),
+        Command::Keys { what } => match what {
+            KeysCommand::Show { home, key, json } => keys_show(home, key, json),
+        },
+    }
+}
+
+fn init(home: PathBuf, moniker: String, chain_id: String) -> Result<()> {
+    let home = Home::new(home);
+    if home.node_key().exists() || home.config().exists() {
+        bail!("{} already holds a node; refusing to overwrite it", home.root().display());
+    }
+    std::fs::create_dir_all(home.root())
+        .with_context(|| format!("creating {}", home.root().display()))?;
+    let key = Keypair::generate();
+    write_key(&home.node_key(), &key)?;
+    let cfg = NodeConfig {
+        moniker: moniker.clone(),
+        ..NodeConfig::default()
+    };
+    std::fs::write(home.config(), cfg.to_commented_toml())
+        .with_context(|| format!("writing {}", home.config().display()))?;
+    if !home.genesis().exists() {
+        let g = Genesis {
+            chain_id,
+            genesis_time_ms: consort::node::now_ms().0,
+            validators: vec![GenesisValidator {
+                name: moniker,
+                public_key: key.public(),
+                power: 1,
+            }],
+            accounts: vec![],
+        };
+        g.validate(&home.genesis())?;
+        g.save(&home.genesis())?;
+    }
+    println!("node key   {}", key.public());
+    println!("config     {}", home.config().display());
+    println!("genesis    {}", home.genesis().display());
+    Ok(())
+}
+
+fn testnet(a: TestnetArgs) -> Result<()> {
+    if a.validators == 0 {
+        bail!("--validators must be at least 1");
+    }
+    let mut spec = TestnetSpec::local(a.validators, a.out.clone());
+    spec.base_port = a.base_port;
+    spec.chain_id = a.chain_id;
+    spec.hosts = a.hosts;
+    spec.names = a.names;
+    spec.clients = a.clients;
+    spec.members = a.members;
+    if a.fast {
+        spec.consensus = consort::config::ConsensusConfig::fast();
+    }
+    let nodes = generate(&spec)?;
+    for n in &nodes {
+        println!(
+            "{:<10} {:<10} p2p {:<22} grpc {:<22} metrics {:<22} {}",
+            n.name,
+            if n.validator { "validator" } else { "member" },
+            n.p2p,
+            n.grpc,
+            n.metrics,
+            n.home.display()
+        );
+    }
+    println!("wrote {}", a.out.join("nodes.json").display());
+    Ok(())
+}
+
+async fn start(home: Home) -> Result<()> {
+    let node = consort::node::start(&home).await?;
+    let stop = node.shutdown_sender();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    node.wait().await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn keys_show(home: Option<PathBuf>, key: Option<PathBuf>, json: bool) -> Result<()> {
+    let path = match (home, key) {
+        (Some(h), None) => Home::new(h).node_key(),
+        (None, Some(k)) => k,
+        _ => bail!("give --home DIR or --key FILE"),
+    };
+    let k = read_key(&path)?;
+    if json {
+        println!("{}", serde_json::json!({ "public_key": k.public().to_hex() }));
+    } else {
+        println!("{}", k.public());
+    }
+    Ok(())
+}

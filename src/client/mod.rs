@@ -1,0 +1,134 @@
+//! A Rust client of the consort gRPC API, used by the CLI and the tests.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec::{CodecError, Wire};
+use crate::pb;
+use crate::pb::node_service_client::NodeServiceClient;
+use crate::types::{Block, BlockId, Commit, Hash, Validator};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address is not usable.
+    #[error("bad node address {addr:?}: {reason}")]
+    Address {
+        /// The address given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Could not connect.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address.
+        addr: String,
+        /// The transport error.
+        source: tonic::transport::Error,
+    },
+    /// The node answered with an error status.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The node's answer does not decode into valid values.
+    #[error("invalid answer: {0}")]
+    Invalid(#[from] CodecError),
+    /// The answer lacks a field.
+    #[error("answer lacks {0}")]
+    Missing(&'static str),
+}
+
+/// A connection to one node.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+}
+
+/// The status of a node, as the API reports it.
+pub type Status = pb::GetStatusResponse;
+
+impl Client {
+    /// Connects to `addr` (`host:port`, or a full `http://` URL).
+    pub async fn connect(addr: &str) -> Result<Client, ClientError> {
+        let url = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(url).map_err(|e| ClientError::Address {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+        let channel = endpoint
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        Ok(Client { channel })
+    }
+
+    /// The underlying channel, for other generated clients.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    fn node(&self) -> NodeServiceClient<Channel> {
+        NodeServiceClient::new(self.channel.clone()).max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        Ok(self
+            .node()
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// The block at `height` (0 = latest) and its id.
+    pub async fn block(&self, height: u64) -> Result<(Block, BlockId), ClientError> {
+        let r = self
+            .node()
+            .get_block(pb::GetBlockRequest { height })
+            .await?
+            .into_inner();
+        let block = Block::from_proto(r.block.ok_or(ClientError::Missing("block"))?)?;
+        let id = crate::codec::hash_field("block_id", &r.block_id)?;
+        Ok((block, id))
+    }
+
+    /// The commit of `height` (0 = latest).
+    pub async fn commit(&self, height: u64) -> Result<Commit, ClientError> {
+        let r = self
+            .node()
+            .get_commit(pb::GetCommitRequest { height })
+            .await?
+            .into_inner();
+        Ok(Commit::from_proto(
+            r.commit.ok_or(ClientError::Missing("commit"))?,
+        )?)
+    }
+
+    /// The validator set.
+    pub async fn validators(&self) -> Result<Vec<Validator>, ClientError> {
+        let r = self
+            .node()
+            .get_validators(pb::GetValidatorsRequest {})
+            .await?
+            .into_inner();
+        r.validators
+            .into_iter()
+            .map(|v| Validator::from_proto(v).map_err(ClientError::from))
+            .collect()
+    }
+}
+
+/// Hex of a hash, or "" for none.
+pub fn hex_or_empty(h: Option<Hash>) -> String {
+    h.map(|h| h.to_hex()).unwrap_or_default()
+}

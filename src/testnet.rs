@@ -1,0 +1,241 @@
+//! Generating the homes of a network: keys, one genesis, and configs that point
+//! the nodes at each other. Used by `consort testnet`, `consort devnet`, the
+//! deployment scripts and the cluster tests.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{
+    ConfigError, ConsensusConfig, Genesis, GenesisAccount, GenesisValidator, Home, NodeConfig,
+    write_key,
+};
+use crate::types::{Keypair, PublicKey};
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct TestnetSpec {
+    /// Number of validators.
+    pub validators: usize,
+    /// Output directory; node homes go to `out/<name>`.
+    pub out: PathBuf,
+    /// First port. Without `hosts`, node i uses `base_port + 10 i` (+0 p2p, +1
+    /// gRPC, +2 metrics) on 127.0.0.1; with `hosts`, every node uses the base
+    /// ports on its own host.
+    pub base_port: u16,
+    /// Chain id.
+    pub chain_id: String,
+    /// Host name of each node (for containers); `None` for 127.0.0.1.
+    pub hosts: Option<Vec<String>>,
+    /// Node names; default `node0`, `node1`, ...
+    pub names: Option<Vec<String>>,
+    /// Consensus settings written into every config.
+    pub consensus: ConsensusConfig,
+    /// Funded client keys to write to `out/clients/`.
+    pub clients: usize,
+    /// Balance of each client account.
+    pub client_balance: u64,
+    /// Extra (non-validator) member homes to create, permitted by every node.
+    pub members: usize,
+    /// Genesis time in ms since the epoch.
+    pub genesis_time_ms: u64,
+}
+
+impl TestnetSpec {
+    /// A local network of `validators` nodes on 127.0.0.1.
+    pub fn local(validators: usize, out: PathBuf) -> TestnetSpec {
+        TestnetSpec {
+            validators,
+            out,
+            base_port: 26600,
+            chain_id: "consort-devnet".into(),
+            hosts: None,
+            names: None,
+            consensus: ConsensusConfig::default(),
+            clients: 0,
+            client_balance: 1_000_000_000,
+            members: 0,
+            genesis_time_ms: crate::node::now_ms().0,
+        }
+    }
+}
+
+/// One generated node, as written to `nodes.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeEntry {
+    /// Node name (moniker).
+    pub name: String,
+    /// Its home directory.
+    pub home: PathBuf,
+    /// Its QUIC address (host:port).
+    pub p2p: String,
+    /// Its gRPC address (host:port).
+    pub grpc: String,
+    /// Its metrics address (host:port).
+    pub metrics: String,
+    /// Its node key.
+    pub key: PublicKey,
+    /// Whether it is a validator (members are not).
+    pub validator: bool,
+}
+
+/// Writes the homes, `nodes.json`, and `clients/` under `spec.out`.
+pub fn generate(spec: &TestnetSpec) -> Result<Vec<NodeEntry>, ConfigError> {
+    let total = spec.validators + spec.members;
+    let out = &spec.out;
+    let names: Vec<String> = match &spec.names {
+        Some(n) => {
+            if n.len() != total {
+                return Err(ConfigError::invalid(
+                    out,
+                    "names",
+                    format!("{} names for {total} nodes", n.len()),
+                ));
+            }
+            n.clone()
+        }
+        None => (0..total)
+            .map(|i| {
+                if i < spec.validators {
+                    format!("node{i}")
+                } else {
+                    format!("member{}", i - spec.validators)
+                }
+            })
+            .collect(),
+    };
+    if let Some(h) = &spec.hosts {
+        if h.len() != total {
+            return Err(ConfigError::invalid(
+                out,
+                "hosts",
+                format!("{} hosts for {total} nodes", h.len()),
+            ));
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| ConfigError::io(out, e))?;
+    let keys: Vec<Keypair> = (0..total).map(|_| Keypair::generate()).collect();
+    let addr = |i: usize, offset: u16| -> (String, String) {
+        match &spec.hosts {
+            Some(hosts) => (
+                format!("{}:{}", hosts[i], spec.base_port + offset),
+                format!("0.0.0.0:{}", spec.base_port + offset),
+            ),
+            None => {
+                let a = format!("127.0.0.1:{}", spec.base_port + (i as u16) * 10 + offset);
+                (a.clone(), a)
+            }
+        }
+    };
+    let mut clients = Vec::new();
+    if spec.clients > 0 {
+        let dir = out.join("clients");
+        for i in 0..spec.clients {
+            let k = Keypair::generate();
+            write_key(&dir.join(format!("client{i}.json")), &k)?;
+            clients.push(k.public());
+        }
+    }
+    let genesis = Genesis {
+        chain_id: spec.chain_id.clone(),
+        genesis_time_ms: spec.genesis_time_ms,
+        validators: (0..spec.validators)
+            .map(|i| GenesisValidator {
+                name: names[i].clone(),
+                public_key: keys[i].public(),
+                power: 1,
+            })
+            .collect(),
+        accounts: clients
+            .iter()
+            .map(|k| GenesisAccount {
+                public_key: *k,
+                balance: spec.client_balance,
+            })
+            .collect(),
+    };
+    genesis.validate(&out.join("genesis.json"))?;
+    let member_keys: Vec<String> = keys[spec.validators..]
+        .iter()
+        .map(|k| k.public().to_hex())
+        .collect();
+    let mut entries = Vec::new();
+    for i in 0..total {
+        let home = Home::new(out.join(&names[i]));
+        std::fs::create_dir_all(home.root()).map_err(|e| ConfigError::io(home.root(), e))?;
+        write_key(&home.node_key(), &keys[i])?;
+        genesis.save(&home.genesis())?;
+        let (p2p_public, p2p_listen) = addr(i, 0);
+        let (grpc_public, grpc_listen) = addr(i, 1);
+        let (metrics_public, metrics_listen) = addr(i, 2);
+        let mut cfg = NodeConfig {
+            moniker: names[i].clone(),
+            consensus: spec.consensus.clone(),
+            ..NodeConfig::default()
+        };
+        cfg.p2p.listen = p2p_listen;
+        cfg.rpc.listen = grpc_listen;
+        cfg.metrics.listen = metrics_listen;
+        // Validators dial every other validator; members dial the validators.
+        cfg.p2p.peers = (0..spec.validators)
+            .filter(|j| *j != i)
+            .map(|j| format!("{}@{}", keys[j].public(), addr(j, 0).0))
+            .collect();
+        cfg.p2p.members = member_keys.clone();
+        let path = home.config();
+        std::fs::write(&path, cfg.to_commented_toml()).map_err(|e| ConfigError::io(&path, e))?;
+        entries.push(NodeEntry {
+            name: names[i].clone(),
+            home: home.root().to_path_buf(),
+            p2p: p2p_public,
+            grpc: grpc_public,
+            metrics: metrics_public,
+            key: keys[i].public(),
+            validator: i < spec.validators,
+        });
+    }
+    let nodes_json = out.join("nodes.json");
+    let json = serde_json::to_string_pretty(&entries).map_err(|e| ConfigError::Parse {
+        path: nodes_json.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&nodes_json, json + "\n").map_err(|e| ConfigError::io(&nodes_json, e))?;
+    Ok(entries)
+}
+
+/// Reads `nodes.json`.
+pub fn read_nodes(path: &Path) -> Result<Vec<NodeEntry>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_homes_that_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = TestnetSpec::local(3, dir.path().to_path_buf());
+        spec.members = 1;
+        spec.clients = 2;
+        let nodes = generate(&spec).unwrap();
+        assert_eq!(nodes.len(), 4);
+        assert_eq!(read_nodes(&dir.path().join("nodes.json")).unwrap(), nodes);
+        for n in &nodes {
+            let home = Home::new(&n.home);
+            let cfg = NodeConfig::load(&home.config()).unwrap();
+            let g = Genesis::load(&home.genesis()).unwrap();
+            assert_eq!(g.validators.len(), 3);
+            assert_eq!(g.accounts.len(), 2);
+            assert_eq!(crate::config::read_key(&home.node_key()).unwrap().public(), n.key);
+            assert_eq!(cfg.p2p.peers.len(), if n.validator { 2 } else { 3 });
+            assert_eq!(cfg.p2p.members.len(), 1);
+        }
+        assert_eq!(nodes[1].grpc, "127.0.0.1:26611");
+        assert!(dir.path().join("clients/client1.json").exists());
+    }
+}
