@@ -1,0 +1,219 @@
+//! Shared support for cluster tests: generate a network, run each node as a real
+//! `consort` process, kill and restart them, and poll them over gRPC.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use consort::client::Client;
+use consort::config::ConsensusConfig;
+use consort::testnet::{NodeEntry, TestnetSpec, generate};
+
+/// A network of node processes in a temporary directory.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<NodeEntry>,
+    children: Vec<Option<Child>>,
+    restarts: Vec<usize>,
+}
+
+/// A base port unlikely to collide with other tests of the same run: each test
+/// passes its own slot.
+pub fn base_port(slot: u16) -> u16 {
+    let pid_part = (std::process::id() % 50) as u16;
+    20000 + pid_part * 400 + slot * 60
+}
+
+impl Cluster {
+    /// Generates `validators` validator homes (plus `members`) with fast timeouts.
+    pub fn generate(validators: usize, members: usize, slot: u16) -> Cluster {
+        Cluster::generate_with(validators, members, slot, |_| {})
+    }
+
+    /// Like [`Cluster::generate`], with a hook to adjust the spec.
+    pub fn generate_with(
+        validators: usize,
+        members: usize,
+        slot: u16,
+        adjust: impl FnOnce(&mut TestnetSpec),
+    ) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = TestnetSpec::local(validators, dir.path().to_path_buf());
+        spec.members = members;
+        spec.base_port = base_port(slot);
+        spec.chain_id = "consort-test".into();
+        spec.consensus = ConsensusConfig::fast();
+        spec.consensus.commit_delay_ms = 20;
+        adjust(&mut spec);
+        let nodes = generate(&spec).expect("generate testnet");
+        let n = nodes.len();
+        Cluster {
+            dir,
+            nodes,
+            children: (0..n).map(|_| None).collect(),
+            restarts: vec![0; n],
+        }
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.{}.log", self.nodes[i].name, self.restarts[i]))
+    }
+
+    /// Starts node `i` as a process.
+    pub fn start(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "node {i} already running");
+        self.restarts[i] += 1;
+        let log = std::fs::File::create(self.log_path(i)).expect("log file");
+        let err = log.try_clone().expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_consort"))
+            .arg("start")
+            .arg("--home")
+            .arg(&self.nodes[i].home)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn consort");
+        self.children[i] = Some(child);
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// kill -9 node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM node `i` and wait for it to exit.
+    pub fn terminate(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Whether node `i` still runs.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.children[i].as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// A gRPC client of node `i`.
+    pub async fn client(&self, i: usize) -> Option<Client> {
+        Client::connect(&self.nodes[i].grpc).await.ok()
+    }
+
+    /// Node `i`'s committed height, or None if it does not answer.
+    pub async fn height(&self, i: usize) -> Option<u64> {
+        let c = self.client(i).await?;
+        c.status().await.ok().map(|s| s.height)
+    }
+
+    /// Waits until every node in `which` has committed at least `h`.
+    pub async fn wait_height(&self, which: &[usize], h: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut all = true;
+            for &i in which {
+                if self.height(i).await.unwrap_or(0) < h {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every node's logs, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        entries.sort();
+        for p in entries {
+            if p.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(60).collect();
+                out.push_str(&format!("==== {} (last 60 lines)\n", p.display()));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// The home of node `i`.
+    pub fn home(&self, i: usize) -> &Path {
+        &self.nodes[i].home
+    }
+
+    /// Fetches a metric value from node `i`'s /metrics.
+    pub async fn metric(&self, i: usize, name: &str) -> Option<f64> {
+        let text = http_get(&self.nodes[i].metrics, "/metrics").await?;
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// A minimal HTTP GET over TCP.
+pub async fn http_get(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
