@@ -9,6 +9,7 @@
 //! checked against the header of h itself.
 
 mod hashchain;
+pub mod state;
 
 use bytes::Bytes;
 
