@@ -231,7 +231,10 @@ mod tests {
             let g = Genesis::load(&home.genesis()).unwrap();
             assert_eq!(g.validators.len(), 3);
             assert_eq!(g.accounts.len(), 2);
-            assert_eq!(crate::config::read_key(&home.node_key()).unwrap().public(), n.key);
+            assert_eq!(
+                crate::config::read_key(&home.node_key()).unwrap().public(),
+                n.key
+            );
             assert_eq!(cfg.p2p.peers.len(), if n.validator { 2 } else { 3 });
             assert_eq!(cfg.p2p.members.len(), 1);
         }

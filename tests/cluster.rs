@@ -23,7 +23,11 @@ async fn assert_same_chain(c: &Cluster, which: &[usize], to: u64) {
             let cl = c.client(i).await.expect("client");
             let (block, id) = cl.block(h).await.expect("block");
             assert_eq!(block.header.height, Height(h));
-            assert_eq!(block.id(), id, "node {i} reports a block id that is not its header's hash");
+            assert_eq!(
+                block.id(),
+                id,
+                "node {i} reports a block id that is not its header's hash"
+            );
             let commit = cl.commit(h).await.expect("commit");
             commit
                 .verify("consort-test", &set, Height(h), &id)
@@ -56,7 +60,11 @@ async fn n4_reach_height_20_with_identical_blocks() {
 async fn n4f1_kill9_then_restart_catches_up_and_votes_again() {
     let mut c = Cluster::generate(4, 0, 1);
     c.start_all();
-    assert!(c.wait_height(&[0, 1, 2, 3], 5, LONG).await, "start\n{}", c.logs());
+    assert!(
+        c.wait_height(&[0, 1, 2, 3], 5, LONG).await,
+        "start\n{}",
+        c.logs()
+    );
 
     c.kill(3);
     let h0 = c.height(0).await.expect("height");
@@ -76,7 +84,9 @@ async fn n4f1_kill9_then_restart_catches_up_and_votes_again() {
 
     // Votes again: its precommit appears in a commit of a height decided after it
     // came back.
-    let key3 = read_key(&c.home(3).join("node_key.json")).expect("key").public();
+    let key3 = read_key(&c.home(3).join("node_key.json"))
+        .expect("key")
+        .public();
     let cl = c.client(0).await.expect("client");
     let deadline = tokio::time::Instant::now() + LONG;
     let mut voted = false;
@@ -86,10 +96,19 @@ async fn n4f1_kill9_then_restart_catches_up_and_votes_again() {
         voted = latest > target && commit.signatures.iter().any(|s| s.validator == key3);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(voted, "node 3 never signed a commit after restarting\n{}", c.logs());
+    assert!(
+        voted,
+        "node 3 never signed a commit after restarting\n{}",
+        c.logs()
+    );
 
     let latest = c.height(0).await.expect("height");
-    assert_same_chain(&c, &[0, 1, 2, 3], latest.min(c.height(3).await.unwrap_or(0))).await;
+    assert_same_chain(
+        &c,
+        &[0, 1, 2, 3],
+        latest.min(c.height(3).await.unwrap_or(0)),
+    )
+    .await;
     // No validator signed two conflicting votes: nobody saw an equivocation.
     assert_eq!(total_evidence(&c, &[0, 1, 2, 3]).await, 0.0, "{}", c.logs());
 }
@@ -98,7 +117,11 @@ async fn n4f1_kill9_then_restart_catches_up_and_votes_again() {
 async fn n4_two_down_halts_then_resumes() {
     let mut c = Cluster::generate(4, 0, 2);
     c.start_all();
-    assert!(c.wait_height(&[0, 1, 2, 3], 3, LONG).await, "start\n{}", c.logs());
+    assert!(
+        c.wait_height(&[0, 1, 2, 3], 3, LONG).await,
+        "start\n{}",
+        c.logs()
+    );
 
     c.kill(2);
     c.kill(3);
@@ -108,7 +131,10 @@ async fn n4_two_down_halts_then_resumes() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let h2 = c.height(0).await.expect("height");
     let h2b = c.height(1).await.expect("height");
-    assert_eq!(h1, h2, "two of four validators committed a block on their own");
+    assert_eq!(
+        h1, h2,
+        "two of four validators committed a block on their own"
+    );
     assert!(h2b <= h2 + 1 && h2 <= h2b + 1);
 
     c.start(2);
@@ -138,7 +164,9 @@ async fn unpermitted_node_cannot_connect_and_learns_nothing() {
         .map(|n| format!("{}@{}", n.key, n.p2p))
         .collect();
     std::fs::write(&cfg_path, cfg.to_commented_toml()).expect("write config");
-    let rogue_key = read_key(&rogue_home.join("node_key.json")).expect("key").public();
+    let rogue_key = read_key(&rogue_home.join("node_key.json"))
+        .expect("key")
+        .public();
 
     c.start_all();
     let mut rogue = rogue;
@@ -146,13 +174,31 @@ async fn unpermitted_node_cannot_connect_and_learns_nothing() {
     assert!(c.wait_height(&[0, 1, 2, 3], 5, LONG).await, "{}", c.logs());
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let status = rogue.client(0).await.expect("rogue client").status().await.expect("status");
+    let status = rogue
+        .client(0)
+        .await
+        .expect("rogue client")
+        .status()
+        .await
+        .expect("status");
     assert_eq!(status.height, 0, "the rogue node learned blocks");
-    assert!(status.peers.iter().all(|p| !p.connected), "the rogue node connected: {:?}", status.peers);
+    assert!(
+        status.peers.iter().all(|p| !p.connected),
+        "the rogue node connected: {:?}",
+        status.peers
+    );
     for i in 0..4 {
-        let s = c.client(i).await.expect("client").status().await.expect("status");
+        let s = c
+            .client(i)
+            .await
+            .expect("client")
+            .status()
+            .await
+            .expect("status");
         assert!(
-            s.peers.iter().all(|p| p.public_key.as_ref() != rogue_key.as_bytes()),
+            s.peers
+                .iter()
+                .all(|p| p.public_key.as_ref() != rogue_key.as_bytes()),
             "validator {i} lists the rogue node as a peer"
         );
     }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use super::{AppError, Application, Execution, RejectCode, TxResult};
+use super::{AppError, Application, Execution, QueryResult, RejectCode, TxMeta, TxResult};
 use crate::types::{Hash, Height, merkle};
 
 /// Largest transaction the hash chain accepts.
@@ -36,7 +36,7 @@ impl Application for HashChainApp {
         *self.lock()
     }
 
-    fn check_tx(&self, tx: &[u8]) -> Result<(), AppError> {
+    fn check_tx(&self, tx: &[u8]) -> Result<TxMeta, AppError> {
         if tx.is_empty() || tx.len() > MAX_TX_BYTES {
             return Err(AppError::InvalidTx {
                 index: 0,
@@ -44,7 +44,16 @@ impl Application for HashChainApp {
                 reason: format!("size {} outside 1..={MAX_TX_BYTES}", tx.len()),
             });
         }
-        Ok(())
+        Ok(TxMeta {
+            sender: None,
+            committed_nonce: 0,
+        })
+    }
+
+    fn query(&self, _key: &[u8]) -> Result<QueryResult, AppError> {
+        Err(AppError::Internal(
+            "the hash-chain application holds no queryable state".into(),
+        ))
     }
 
     fn execute(&self, height: Height, txs: &[Bytes]) -> Result<Execution, AppError> {

@@ -9,6 +9,7 @@
 //! checked against the header of h itself.
 
 mod hashchain;
+pub mod ledger;
 pub mod state;
 
 use bytes::Bytes;
@@ -96,6 +97,26 @@ pub enum RejectCode {
     TooLarge,
 }
 
+/// What admission learned of a transaction, for the mempool's ordering rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxMeta {
+    /// The sender and nonce, for applications with per-account nonces.
+    pub sender: Option<(crate::types::PublicKey, u64)>,
+    /// The sender's next nonce in the committed state.
+    pub committed_nonce: u64,
+}
+
+/// A value read from the committed state with its proof.
+#[derive(Clone, Debug)]
+pub struct QueryResult {
+    /// Height of the committed state read.
+    pub height: Height,
+    /// The value, if present.
+    pub value: Option<Vec<u8>>,
+    /// Proof of presence or absence under the state root of `height`.
+    pub proof: state::StateProof,
+}
+
 /// Deterministic state transition of the chain.
 ///
 /// Implementations use interior synchronization: the runtime calls `execute`
@@ -105,14 +126,31 @@ pub trait Application: Send + Sync + 'static {
     /// genesis root before the first block).
     fn committed(&self) -> (Height, Hash);
 
-    /// Checks a transaction for admission against the committed state.
-    fn check_tx(&self, tx: &[u8]) -> Result<(), AppError>;
+    /// Checks a transaction for admission against the committed state (format,
+    /// signature, account, nonce not already used, funds). The signature is
+    /// verified here once; execution trusts what passed.
+    fn check_tx(&self, tx: &[u8]) -> Result<TxMeta, AppError>;
 
     /// Executes `txs` as the block at `height` (committed height + 1) without
     /// changing the committed state. Deterministic: the same transactions on the
     /// same state give the same result on every node. An `Err` means the block is
     /// invalid (a transaction that must never be in a block).
     fn execute(&self, height: Height, txs: &[Bytes]) -> Result<Execution, AppError>;
+
+    /// Builds a proposal from candidate transactions in order: like `execute`, but
+    /// a transaction that fails is left out instead of failing the block.
+    /// Returns the transactions kept and their execution.
+    fn prepare(
+        &self,
+        height: Height,
+        candidates: Vec<Bytes>,
+    ) -> Result<(Vec<Bytes>, Execution), AppError> {
+        let exec = self.execute(height, &candidates)?;
+        Ok((candidates, exec))
+    }
+
+    /// Reads `key` from the committed state with a proof.
+    fn query(&self, key: &[u8]) -> Result<QueryResult, AppError>;
 
     /// Makes `exec` the committed state. The runtime has made the block and
     /// `exec.delta` durable in the block log before calling this.

@@ -10,7 +10,12 @@ use consort::testnet::{TestnetSpec, generate};
 
 /// Generates an N-validator network, starts every node in this process, prints
 /// the endpoints and a line of heights every few seconds until Ctrl-C.
-pub async fn run(validators: usize, dir: Option<PathBuf>, base_port: u16, fast: bool) -> Result<()> {
+pub async fn run(
+    validators: usize,
+    dir: Option<PathBuf>,
+    base_port: u16,
+    fast: bool,
+) -> Result<()> {
     anyhow::ensure!(validators >= 1, "--validators must be at least 1");
     let dir = match dir {
         Some(d) => d,
@@ -36,9 +41,15 @@ pub async fn run(validators: usize, dir: Option<PathBuf>, base_port: u16, fast: 
             .with_context(|| format!("starting {}", e.name))?;
         nodes.push(n);
     }
-    println!("devnet: {validators} validators, homes in {}", dir.display());
+    println!(
+        "devnet: {validators} validators, homes in {}",
+        dir.display()
+    );
     for e in &entries {
-        println!("  {:<6} p2p {}  grpc {}  metrics http://{}/metrics", e.name, e.p2p, e.grpc, e.metrics);
+        println!(
+            "  {:<6} p2p {}  grpc {}  metrics http://{}/metrics",
+            e.name, e.p2p, e.grpc, e.metrics
+        );
     }
     println!("  client keys in {}", dir.join("clients").display());
     println!("press Ctrl-C to stop");

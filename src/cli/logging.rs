@@ -10,7 +10,9 @@ pub fn init(level: &str, format: &str) -> Result<()> {
         _ => EnvFilter::try_new(level),
     }
     .map_err(|e| anyhow!("invalid log filter: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = if format == "json" {
         builder.json().try_init()
     } else {

@@ -179,7 +179,10 @@ fn run(cli: Cli) -> Result<()> {
 fn init(home: PathBuf, moniker: String, chain_id: String) -> Result<()> {
     let home = Home::new(home);
     if home.node_key().exists() || home.config().exists() {
-        bail!("{} already holds a node; refusing to overwrite it", home.root().display());
+        bail!(
+            "{} already holds a node; refusing to overwrite it",
+            home.root().display()
+        );
     }
     std::fs::create_dir_all(home.root())
         .with_context(|| format!("creating {}", home.root().display()))?;
@@ -284,7 +287,10 @@ fn keys_show(home: Option<PathBuf>, key: Option<PathBuf>, json: bool) -> Result<
     };
     let k = read_key(&path)?;
     if json {
-        println!("{}", serde_json::json!({ "public_key": k.public().to_hex() }));
+        println!(
+            "{}",
+            serde_json::json!({ "public_key": k.public().to_hex() })
+        );
     } else {
         println!("{}", k.public());
     }

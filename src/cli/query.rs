@@ -66,13 +66,23 @@ pub async fn status(node: &str, as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("chain          {}", s.chain_id);
-        println!("node           {} ({})", s.moniker, hex_or_empty(&s.node_key));
+        println!(
+            "node           {} ({})",
+            s.moniker,
+            hex_or_empty(&s.node_key)
+        );
         println!("validator      {}", s.is_validator);
         println!("height         {}", s.height);
         println!("latest block   {}", hex_or_empty(&s.latest_block_hash));
-        println!("block time     {} ms since epoch (lag {:.1} s)", s.latest_block_time_ms, s.lag_seconds);
+        println!(
+            "block time     {} ms since epoch (lag {:.1} s)",
+            s.latest_block_time_ms, s.lag_seconds
+        );
         println!("round/step     {}/{}", s.round, s.step);
-        println!("sync           {} (catching up: {}, peers' height {})", s.sync_phase, s.catching_up, s.peer_max_height);
+        println!(
+            "sync           {} (catching up: {}, peers' height {})",
+            s.sync_phase, s.catching_up, s.peer_max_height
+        );
         println!("peers          {connected} connected of {}", s.peers.len());
         for p in &s.peers {
             println!(
@@ -98,7 +108,11 @@ fn key(k: &PublicKey) -> String {
 /// Runs a query.
 pub async fn run(q: QueryCommand) -> Result<()> {
     match q {
-        QueryCommand::Block { height, node, json: as_json } => {
+        QueryCommand::Block {
+            height,
+            node,
+            json: as_json,
+        } => {
             let c = Client::connect(&node).await?;
             let (b, id) = c.block(height).await?;
             let h = &b.header;
@@ -125,7 +139,10 @@ pub async fn run(q: QueryCommand) -> Result<()> {
                 println!("hash             {}", short(&id));
                 println!("time             {} ms since epoch", h.time.0);
                 println!("proposer         {}", key(&h.proposer));
-                println!("last block       {}", h.last_block_id.map(|x| short(&x)).unwrap_or_default());
+                println!(
+                    "last block       {}",
+                    h.last_block_id.map(|x| short(&x)).unwrap_or_default()
+                );
                 println!("app hash         {}", short(&h.app_hash));
                 println!("data hash        {}", short(&h.data_hash));
                 println!("transactions     {}", b.txs.len());

@@ -4,8 +4,12 @@
 //! (or `from_proto`), which checks lengths, keys and required fields, so that the
 //! layers above only ever see valid domain values.
 
+mod tx;
+
 use bytes::Bytes;
 use prost::Message;
+
+pub use tx::decode_tx;
 
 use crate::pb;
 use crate::types::{

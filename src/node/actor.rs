@@ -341,10 +341,9 @@ impl Actor {
         let id = block.id();
         let exec = match self.execs.remove(&id) {
             Some(e) => e,
-            None => self
-                .rules
-                .validate(height, &block)
-                .map_err(|e| NodeError::Inconsistent(format!("decided block does not execute: {e}")))?,
+            None => self.rules.validate(height, &block).map_err(|e| {
+                NodeError::Inconsistent(format!("decided block does not execute: {e}"))
+            })?,
         };
         self.commit_block(&block, &commit, &exec)?;
         self.decided_round = Some(round);

@@ -100,12 +100,13 @@ impl BlockRules {
                 commit: None,
             });
         };
-        let err = |e: crate::storage::StorageError| Self::invalid(height, format!("reading height {prev}: {e}"));
-        let id = self
-            .store
-            .block_id(prev)
-            .map_err(err)?
-            .ok_or_else(|| Self::invalid(height, format!("previous block {prev} is not stored")))?;
+        let err = |e: crate::storage::StorageError| {
+            Self::invalid(height, format!("reading height {prev}: {e}"))
+        };
+        let id =
+            self.store.block_id(prev).map_err(err)?.ok_or_else(|| {
+                Self::invalid(height, format!("previous block {prev} is not stored"))
+            })?;
         let commit = self
             .store
             .commit(prev)
@@ -167,7 +168,10 @@ impl BlockRules {
     pub fn validate(&self, height: Height, block: &Block) -> Result<Execution, InvalidBlock> {
         let h = &block.header;
         if h.height != height {
-            return Err(Self::invalid(height, format!("block is for height {}", h.height)));
+            return Err(Self::invalid(
+                height,
+                format!("block is for height {}", h.height),
+            ));
         }
         block
             .check_structure(&self.chain_id)
@@ -175,28 +179,43 @@ impl BlockRules {
         if block.txs.len() > self.max_block_txs {
             return Err(Self::invalid(
                 height,
-                format!("{} transactions, at most {}", block.txs.len(), self.max_block_txs),
+                format!(
+                    "{} transactions, at most {}",
+                    block.txs.len(),
+                    self.max_block_txs
+                ),
             ));
         }
         if block.tx_bytes() > self.max_block_bytes {
             return Err(Self::invalid(
                 height,
-                format!("{} transaction bytes, at most {}", block.tx_bytes(), self.max_block_bytes),
+                format!(
+                    "{} transaction bytes, at most {}",
+                    block.tx_bytes(),
+                    self.max_block_bytes
+                ),
             ));
         }
         if h.validators_hash != self.validators_hash {
-            return Err(Self::invalid(height, "validators hash is not the genesis set's"));
+            return Err(Self::invalid(
+                height,
+                "validators hash is not the genesis set's",
+            ));
         }
         if self.set.get(&h.proposer).is_none() {
             return Err(Self::invalid(height, "proposer is not a validator"));
         }
         let parent = self.parent(height)?;
         if h.last_block_id != parent.id {
-            return Err(Self::invalid(height, "previous block id does not match the stored chain"));
+            return Err(Self::invalid(
+                height,
+                "previous block id does not match the stored chain",
+            ));
         }
         // The carried commit may hold other precommits than ours; it must certify
         // the stored previous block.
-        if let (Some(c), Some(prev_id), Some(prev)) = (&block.last_commit, parent.id, height.prev()) {
+        if let (Some(c), Some(prev_id), Some(prev)) = (&block.last_commit, parent.id, height.prev())
+        {
             c.verify(&self.chain_id, &self.set, prev, &prev_id)
                 .map_err(|e| Self::invalid(height, format!("last commit: {e}")))?;
         }
@@ -204,7 +223,10 @@ impl BlockRules {
         if h.time != time {
             return Err(Self::invalid(
                 height,
-                format!("time {} is not the median of the last commit ({time})", h.time),
+                format!(
+                    "time {} is not the median of the last commit ({time})",
+                    h.time
+                ),
             ));
         }
         let mut seen = HashSet::new();
@@ -226,7 +248,10 @@ impl BlockRules {
         if exec.app_hash != h.app_hash {
             return Err(Self::invalid(
                 height,
-                format!("state root {} differs from executed {}", h.app_hash, exec.app_hash),
+                format!(
+                    "state root {} differs from executed {}",
+                    h.app_hash, exec.app_hash
+                ),
             ));
         }
         Ok(exec)

@@ -69,7 +69,11 @@ impl Actor {
     }
 
     /// Messages of the block channel: requests to serve, blocks to apply.
-    pub(super) fn on_block_msg(&mut self, peer: PublicKey, msg: NetMessage) -> Result<(), NodeError> {
+    pub(super) fn on_block_msg(
+        &mut self,
+        peer: PublicKey,
+        msg: NetMessage,
+    ) -> Result<(), NodeError> {
         match msg {
             NetMessage::BlockRequest(h) => {
                 let block = self.store.block(h)?;
@@ -110,7 +114,11 @@ impl Actor {
             self.catchup.requested.remove(&next);
             let set = self.rules.validators().clone();
             if let Err(e) = commit.verify(self.rules.chain_id(), &set, next, &block.id()) {
-                self.penalize(&peer, 50, &format!("block {next} with an invalid commit: {e}"));
+                self.penalize(
+                    &peer,
+                    50,
+                    &format!("block {next} with an invalid commit: {e}"),
+                );
                 continue;
             }
             let exec = match self.rules.validate(next, &block) {

@@ -182,7 +182,15 @@ mod tests {
         let votes: Vec<Vote> = [0usize, 9]
             .iter()
             .map(|i| {
-                Vote::new_signed(&keys[*i], "c", VoteType::Prevote, Height(1), Round(0), None, Timestamp(0))
+                Vote::new_signed(
+                    &keys[*i],
+                    "c",
+                    VoteType::Prevote,
+                    Height(1),
+                    Round(0),
+                    None,
+                    Timestamp(0),
+                )
             })
             .collect();
         let refs: Vec<&Vote> = votes.iter().collect();

@@ -147,8 +147,7 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
     let app: Arc<dyn Application> = Arc::new(HashChainApp::new(genesis_app_root(&genesis)));
     replay_app(store.as_ref(), app.as_ref())?;
 
-    let mut permitted: HashSet<PublicKey> =
-        set.validators().iter().map(|v| v.public_key).collect();
+    let mut permitted: HashSet<PublicKey> = set.validators().iter().map(|v| v.public_key).collect();
     permitted.extend(members);
     let p2p_listen: SocketAddr = cfg
         .p2p
@@ -186,7 +185,11 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
         is_validator,
     );
     status.height = latest;
-    status.latest_block_time = if latest.0 == 0 { Timestamp(0) } else { last_block_time };
+    status.latest_block_time = if latest.0 == 0 {
+        Timestamp(0)
+    } else {
+        last_block_time
+    };
     status.latest_block_hash = store.block_id(latest)?;
     let (status_tx, status_rx) = watch::channel(status.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -84,7 +84,12 @@ pub struct NodeStatus {
 
 impl NodeStatus {
     /// The status of a node that has not started yet.
-    pub fn new(chain_id: String, moniker: String, node_key: PublicKey, is_validator: bool) -> NodeStatus {
+    pub fn new(
+        chain_id: String,
+        moniker: String,
+        node_key: PublicKey,
+        is_validator: bool,
+    ) -> NodeStatus {
         NodeStatus {
             chain_id,
             moniker,

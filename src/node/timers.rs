@@ -109,14 +109,26 @@ mod tests {
     fn pops_in_deadline_then_insertion_order() {
         let mut t = Timers::default();
         let now = Instant::now();
-        t.schedule(now + Duration::from_millis(20), TimerEvent::StartHeight(Height(3)));
-        t.schedule(now + Duration::from_millis(10), TimerEvent::StartHeight(Height(1)));
-        t.schedule(now + Duration::from_millis(10), TimerEvent::StartHeight(Height(2)));
+        t.schedule(
+            now + Duration::from_millis(20),
+            TimerEvent::StartHeight(Height(3)),
+        );
+        t.schedule(
+            now + Duration::from_millis(10),
+            TimerEvent::StartHeight(Height(1)),
+        );
+        t.schedule(
+            now + Duration::from_millis(10),
+            TimerEvent::StartHeight(Height(2)),
+        );
         assert_eq!(t.next_deadline(), Some(now + Duration::from_millis(10)));
         assert!(t.pop_due(now).is_empty());
         assert_eq!(
             t.pop_due(now + Duration::from_millis(15)),
-            vec![TimerEvent::StartHeight(Height(1)), TimerEvent::StartHeight(Height(2))]
+            vec![
+                TimerEvent::StartHeight(Height(1)),
+                TimerEvent::StartHeight(Height(2))
+            ]
         );
         t.forget_below(Height(4));
         assert!(t.is_empty());

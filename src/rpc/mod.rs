@@ -28,12 +28,10 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1();
     let mut builder = tonic::transport::Server::builder();
-    let router = builder
-        .add_service(health_service)
-        .add_service(
-            pb::node_service_server::NodeServiceServer::new(node)
-                .max_decoding_message_size(max_request_bytes),
-        );
+    let router = builder.add_service(health_service).add_service(
+        pb::node_service_server::NodeServiceServer::new(node)
+            .max_decoding_message_size(max_request_bytes),
+    );
     let router = match reflection {
         Ok(r) => router.add_service(r),
         Err(e) => {

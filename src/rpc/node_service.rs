@@ -47,7 +47,11 @@ pub fn resolve_height(store: &dyn Store, requested: u64) -> Result<Height, Statu
     if latest.0 == 0 {
         return Err(Status::unavailable("no block is stored yet"));
     }
-    let h = if requested == 0 { latest } else { Height(requested) };
+    let h = if requested == 0 {
+        latest
+    } else {
+        Height(requested)
+    };
     if h > latest {
         return Err(Status::not_found(format!(
             "height {h} is above the latest height {latest}"

@@ -106,7 +106,12 @@ pub struct TopTree {
 
 impl std::fmt::Debug for TopTree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TopTree(root {}, {} leaves)", self.root().short(), self.count())
+        write!(
+            f,
+            "TopTree(root {}, {} leaves)",
+            self.root().short(),
+            self.count()
+        )
     }
 }
 
@@ -157,6 +162,31 @@ impl TopTree {
         &self.nodes[BUCKETS..]
     }
 
+    /// The root the tree would have with some buckets replaced, without changing
+    /// it: the path of each changed bucket is recomputed in a side table.
+    pub fn root_with(&self, changed: &std::collections::BTreeMap<usize, TopNode>) -> Hash {
+        if changed.is_empty() {
+            return self.root();
+        }
+        let mut side: std::collections::HashMap<usize, TopNode> =
+            changed.iter().map(|(b, n)| (BUCKETS + b, *n)).collect();
+        let mut level: Vec<usize> = changed.keys().map(|b| BUCKETS + b).collect();
+        while level.first().is_some_and(|i| *i > 1) {
+            let mut parents: Vec<usize> = level.iter().map(|i| i / 2).collect();
+            parents.dedup();
+            for p in &parents {
+                let l = side.get(&(2 * p)).copied().unwrap_or(self.nodes[2 * p]);
+                let r = side
+                    .get(&(2 * p + 1))
+                    .copied()
+                    .unwrap_or(self.nodes[2 * p + 1]);
+                side.insert(*p, combine(&l, &r));
+            }
+            level = parents;
+        }
+        side.get(&1).map_or(self.root(), |n| n.hash)
+    }
+
     /// Replaces bucket `b` and updates its ancestors.
     pub fn set_bucket(&mut self, b: usize, node: TopNode) {
         let mut i = BUCKETS + b;
@@ -166,7 +196,6 @@ impl TopTree {
             self.nodes[i] = combine(&self.nodes[2 * i], &self.nodes[2 * i + 1]);
         }
     }
-
 }
 
 /// What a proof ends on.
@@ -211,7 +240,10 @@ impl StateProof {
         }
         let (mut acc, proven) = match &self.terminal {
             Terminal::Empty => (EMPTY, Proven::Absent),
-            Terminal::Leaf { kh: found, value_hash } => {
+            Terminal::Leaf {
+                kh: found,
+                value_hash,
+            } => {
                 // The leaf found must lie on the key's path down to `depth`.
                 if (0..depth).any(|i| bit(found, i) != bit(kh, i)) {
                     return None;
@@ -312,7 +344,11 @@ where
     }
     // Follow the non-empty side down to the bucket holding the lone leaf.
     while i < BUCKETS {
-        i = if top.nodes[2 * i].count > 0 { 2 * i } else { 2 * i + 1 };
+        i = if top.nodes[2 * i].count > 0 {
+            2 * i
+        } else {
+            2 * i + 1
+        };
     }
     let want = top.nodes[i].hash;
     let terminal = leaves_of(i - BUCKETS)
@@ -330,7 +366,10 @@ mod tests {
     use super::*;
 
     fn entry(i: u32) -> (Hash, Hash) {
-        (Hash::digest(&i.to_be_bytes()), Hash::digest(&(i * 7).to_be_bytes()))
+        (
+            Hash::digest(&i.to_be_bytes()),
+            Hash::digest(&(i * 7).to_be_bytes()),
+        )
     }
 
     /// Reference: the root straight from the definition, over all leaves.
@@ -385,7 +424,13 @@ mod tests {
         let (mut top, mut per) = top_of(&entries[..200]);
         for e in &entries[200..] {
             let b = bucket_of(&e.0);
-            per[b].push((Leaf { kh: e.0, hash: leaf_hash(&e.0, &e.1) }, e.1));
+            per[b].push((
+                Leaf {
+                    kh: e.0,
+                    hash: leaf_hash(&e.0, &e.1),
+                },
+                e.1,
+            ));
             per[b].sort_by_key(|(l, _)| l.kh);
             let leaves: Vec<Leaf> = per[b].iter().map(|(l, _)| *l).collect();
             top.set_bucket(
@@ -397,6 +442,25 @@ mod tests {
             );
         }
         assert_eq!(top.root(), reference_root(&entries));
+    }
+
+    #[test]
+    fn root_with_matches_applying() {
+        let entries: Vec<(Hash, Hash)> = (0..100).map(entry).collect();
+        let (top, _) = top_of(&entries);
+        let mut changed = std::collections::BTreeMap::new();
+        let mut applied = top.clone();
+        for b in [0usize, 1, 777, BUCKETS - 1] {
+            let n = TopNode {
+                hash: Hash::digest(&b.to_be_bytes()),
+                count: 2,
+            };
+            changed.insert(b, n);
+            applied.set_bucket(b, n);
+        }
+        assert_eq!(top.root_with(&changed), applied.root());
+        assert_ne!(top.root(), applied.root());
+        assert_eq!(top.root_with(&Default::default()), top.root());
     }
 
     #[test]

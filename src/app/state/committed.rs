@@ -1,0 +1,256 @@
+//! The committed state and its root: the backend's entries plus the in-memory top
+//! of the tree, kept consistent under one lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+
+use super::backend::{Change, Entry, StateBackend, StateError, bucket_start};
+use super::smt::{self, BUCKET_BITS, BUCKETS, Leaf, StateProof, TopNode, TopTree};
+use crate::types::{Hash, Height};
+
+struct Inner {
+    top: TopTree,
+    height: Height,
+}
+
+/// The committed state of the chain.
+pub struct CommittedState {
+    backend: Arc<dyn StateBackend>,
+    inner: RwLock<Inner>,
+}
+
+/// Changes of one block with the bucket roots they lead to.
+#[derive(Clone, Debug)]
+pub struct PreparedChanges {
+    /// The changes, sorted by key hash.
+    pub changes: Vec<Change>,
+    /// New (root, count) of every touched bucket.
+    pub buckets: BTreeMap<usize, TopNode>,
+    /// The state root after the changes.
+    pub root: Hash,
+}
+
+/// Root and count of a bucket from its sorted entries.
+fn bucket_node(entries: &[(Hash, Entry)]) -> TopNode {
+    let leaves: Vec<Leaf> = entries.iter().map(|(kh, e)| e.leaf(*kh)).collect();
+    TopNode {
+        hash: smt::subtree_root(&leaves, BUCKET_BITS),
+        count: leaves.len() as u64,
+    }
+}
+
+impl CommittedState {
+    /// Opens the state over `backend`, rebuilding the top of the tree from every
+    /// entry (one ordered pass).
+    pub fn open(backend: Arc<dyn StateBackend>) -> Result<CommittedState, StateError> {
+        let mut nodes = vec![TopNode::default(); BUCKETS];
+        let mut from = Hash::ZERO;
+        let mut current: Option<usize> = None;
+        let mut pending: Vec<(Hash, Entry)> = Vec::new();
+        loop {
+            let page = backend.range(&from, 4096)?;
+            let done = page.len() < 4096;
+            for (kh, e) in page {
+                let b = smt::bucket_of(&kh);
+                if current != Some(b) {
+                    if let Some(c) = current {
+                        nodes[c] = bucket_node(&pending);
+                    }
+                    pending.clear();
+                    current = Some(b);
+                }
+                from = next_hash(&kh);
+                pending.push((kh, e));
+            }
+            if done || from == Hash::ZERO {
+                break;
+            }
+        }
+        if let Some(c) = current {
+            nodes[c] = bucket_node(&pending);
+        }
+        let top = TopTree::from_buckets(&nodes)
+            .ok_or_else(|| StateError("bucket count mismatch".into()))?;
+        let height = backend.applied_height()?;
+        Ok(CommittedState {
+            backend,
+            inner: RwLock::new(Inner { top, height }),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Height and root of the committed state.
+    pub fn committed(&self) -> (Height, Hash) {
+        let g = self.read();
+        (g.height, g.top.root())
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> u64 {
+        self.read().top.count()
+    }
+
+    /// True if there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The committed entry under `kh`.
+    pub fn get(&self, kh: &Hash) -> Result<Option<Entry>, StateError> {
+        self.backend.get(kh)
+    }
+
+    /// The root the state would have after `changes`, without applying them.
+    pub fn prepare(
+        &self,
+        changes: BTreeMap<Hash, Option<Entry>>,
+    ) -> Result<PreparedChanges, StateError> {
+        let g = self.read();
+        let touched: BTreeSet<usize> = changes.keys().map(smt::bucket_of).collect();
+        let mut buckets = BTreeMap::new();
+        for b in touched {
+            let mut entries: BTreeMap<Hash, Entry> = self.backend.bucket(b)?.into_iter().collect();
+            let lo = bucket_start(b);
+            for (kh, e) in changes
+                .range(lo..)
+                .take_while(|(kh, _)| smt::bucket_of(kh) == b)
+            {
+                match e {
+                    Some(e) => {
+                        entries.insert(*kh, e.clone());
+                    }
+                    None => {
+                        entries.remove(kh);
+                    }
+                }
+            }
+            let sorted: Vec<(Hash, Entry)> = entries.into_iter().collect();
+            buckets.insert(b, bucket_node(&sorted));
+        }
+        let root = g.top.root_with(&buckets);
+        Ok(PreparedChanges {
+            changes: changes.into_iter().collect(),
+            buckets,
+            root,
+        })
+    }
+
+    /// Applies prepared changes as block `height`.
+    pub fn apply(&self, height: Height, prepared: &PreparedChanges) -> Result<Hash, StateError> {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        self.backend.apply(height, &prepared.changes)?;
+        for (b, n) in &prepared.buckets {
+            g.top.set_bucket(*b, *n);
+        }
+        g.height = height;
+        Ok(g.top.root())
+    }
+
+    /// A proof for `kh` under the committed root, with the entry if present, and
+    /// the height it holds at.
+    pub fn prove(&self, kh: &Hash) -> Result<(Option<Entry>, StateProof, Height), StateError> {
+        let g = self.read();
+        let entry = self.backend.get(kh)?;
+        let failure = std::cell::RefCell::new(None);
+        let proof = smt::prove(&g.top, kh, |b| match self.backend.bucket(b) {
+            Ok(es) => es
+                .into_iter()
+                .map(|(kh, e)| (e.leaf(kh), e.value_hash()))
+                .collect(),
+            Err(e) => {
+                *failure.borrow_mut() = Some(e);
+                Vec::new()
+            }
+        });
+        if let Some(e) = failure.into_inner() {
+            return Err(e);
+        }
+        Ok((entry, proof, g.height))
+    }
+
+    /// The (root, count) of every bucket, for snapshots.
+    pub fn bucket_nodes(&self) -> Vec<TopNode> {
+        self.read().top.buckets().to_vec()
+    }
+
+    /// The backend, for snapshots.
+    pub fn backend(&self) -> &Arc<dyn StateBackend> {
+        &self.backend
+    }
+}
+
+/// The key hash right after `h` (wrapping to zero after the last).
+fn next_hash(h: &Hash) -> Hash {
+    let mut b = h.0;
+    for i in (0..32).rev() {
+        let (v, carry) = b[i].overflowing_add(1);
+        b[i] = v;
+        if !carry {
+            break;
+        }
+    }
+    Hash(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::state::backend::MemBackend;
+    use crate::app::state::smt::Proven;
+
+    fn entry(i: u32) -> Entry {
+        Entry {
+            key: format!("key{i}").into_bytes(),
+            value: format!("value{i}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn prepare_apply_reopen_and_prove() {
+        let backend: Arc<dyn StateBackend> = Arc::new(MemBackend::default());
+        let s = CommittedState::open(backend.clone()).unwrap();
+        let changes: BTreeMap<Hash, Option<Entry>> =
+            (0..500).map(|i| (entry(i).kh(), Some(entry(i)))).collect();
+        let p = s.prepare(changes).unwrap();
+        // Nothing changes until applied.
+        assert_eq!(s.committed().1, smt::EMPTY);
+        let root = s.apply(Height(1), &p).unwrap();
+        assert_eq!(root, p.root);
+        assert_eq!(s.len(), 500);
+        // Removing and changing entries.
+        let mut more = BTreeMap::new();
+        more.insert(entry(3).kh(), None);
+        let mut e7 = entry(7);
+        e7.value = b"new".to_vec();
+        more.insert(e7.kh(), Some(e7.clone()));
+        let p2 = s.prepare(more).unwrap();
+        let root2 = s.apply(Height(2), &p2).unwrap();
+        // A reopened state recomputes the same root from the entries.
+        let again = CommittedState::open(backend).unwrap();
+        assert_eq!(again.committed(), (Height(2), root2));
+        // Proofs.
+        let (got, proof, h) = again.prove(&e7.kh()).unwrap();
+        assert_eq!(h, Height(2));
+        assert_eq!(got, Some(e7.clone()));
+        assert_eq!(
+            proof.verify(&e7.kh(), &root2),
+            Some(Proven::Present(e7.value_hash()))
+        );
+        let (gone, proof, _) = again.prove(&entry(3).kh()).unwrap();
+        assert_eq!(gone, None);
+        assert_eq!(proof.verify(&entry(3).kh(), &root2), Some(Proven::Absent));
+    }
+
+    #[test]
+    fn next_hash_carries() {
+        let mut h = [0u8; 32];
+        h[31] = 0xff;
+        let mut want = [0u8; 32];
+        want[30] = 1;
+        assert_eq!(next_hash(&Hash(h)), Hash(want));
+        assert_eq!(next_hash(&Hash([0xff; 32])), Hash::ZERO);
+    }
+}
