@@ -149,6 +149,10 @@ pub trait Application: Send + Sync + 'static {
         Ok((candidates, exec))
     }
 
+    /// Verifies, in one batch, the signatures of transactions about to be checked
+    /// one by one, so that each `check_tx` finds them verified.
+    fn preverify(&self, _txs: &[Bytes]) {}
+
     /// Reads `key` from the committed state with a proof.
     fn query(&self, key: &[u8]) -> Result<QueryResult, AppError>;
 

@@ -3,6 +3,7 @@
 mod devnet;
 mod logging;
 mod query;
+mod tx;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Sign and send ledger transactions.
+    Tx {
+        #[command(subcommand)]
+        what: tx::TxCommand,
+    },
     /// Query the chain.
     Query {
         #[command(subcommand)]
@@ -115,6 +121,12 @@ struct TestnetArgs {
 
 #[derive(Subcommand)]
 enum KeysCommand {
+    /// Create a client key (an account) in a new file.
+    NewClient {
+        /// File to write (refuses to overwrite).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Show a node's public key (from --home) or a key file's (--key).
     Show {
         /// Node home.
@@ -170,8 +182,15 @@ fn run(cli: Cli) -> Result<()> {
         } => runtime()?.block_on(devnet::run(validators, dir, base_port, fast)),
         Command::Status { node, json } => runtime()?.block_on(query::status(&node, json)),
         Command::Query { what } => runtime()?.block_on(query::run(what)),
+        Command::Tx { what } => runtime()?.block_on(tx::run(what)),
         Command::Keys { what } => match what {
             KeysCommand::Show { home, key, json } => keys_show(home, key, json),
+            KeysCommand::NewClient { out } => {
+                let k = Keypair::generate();
+                write_key(&out, &k)?;
+                println!("{}", k.public());
+                Ok(())
+            }
         },
     }
 }

@@ -4,8 +4,10 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
 
+use consort::app::ledger::{Account, account_key, record_key};
 use consort::client::Client;
-use consort::types::{Hash, PublicKey};
+use consort::client::verify::{verify_signed_header, verify_state, verify_tx_inclusion};
+use consort::types::{Hash, PublicKey, ValidatorSet};
 
 #[derive(Subcommand)]
 pub enum QueryCommand {
@@ -21,6 +23,68 @@ pub enum QueryCommand {
         #[arg(long)]
         json: bool,
     },
+    /// An account's balance and nonce.
+    Account {
+        /// Account public key (hex).
+        #[arg(long)]
+        address: PublicKey,
+        /// gRPC address of the node.
+        #[arg(long, default_value = "127.0.0.1:26657")]
+        node: String,
+        /// Check the proof locally against the signed header.
+        #[arg(long)]
+        prove: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A record of an account's namespace.
+    Record {
+        /// Owner public key (hex).
+        #[arg(long)]
+        owner: PublicKey,
+        /// Record name.
+        #[arg(long)]
+        name: String,
+        /// gRPC address of the node.
+        #[arg(long, default_value = "127.0.0.1:26657")]
+        node: String,
+        /// Check the proof locally against the signed header.
+        #[arg(long)]
+        prove: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A committed transaction.
+    Tx {
+        /// Transaction hash (hex).
+        #[arg(long)]
+        hash: Hash,
+        /// gRPC address of the node.
+        #[arg(long, default_value = "127.0.0.1:26657")]
+        node: String,
+        /// Check the inclusion proof locally against the signed header.
+        #[arg(long)]
+        prove: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Checks a signed header against the validator set and chain the node reports.
+/// A client that must not trust the node passes its own genesis instead; the
+/// node's answer is still checked for consistency: signatures by more than 2/3
+/// of the set.
+async fn header_root(
+    c: &Client,
+    signed: Option<&consort::pb::SignedHeader>,
+) -> Result<consort::types::Header> {
+    let chain_id = c.status().await?.chain_id;
+    let set = ValidatorSet::new(c.validators().await?)?;
+    let signed = signed.ok_or_else(|| anyhow::anyhow!("the node sent no signed header"))?;
+    Ok(verify_signed_header(&chain_id, &set, signed)?)
 }
 
 fn hex_or_empty(b: &[u8]) -> String {
@@ -147,6 +211,155 @@ pub async fn run(q: QueryCommand) -> Result<()> {
                 println!("data hash        {}", short(&h.data_hash));
                 println!("transactions     {}", b.txs.len());
                 println!("evidence         {}", b.evidence.len());
+            }
+        }
+        QueryCommand::Account {
+            address,
+            node,
+            prove,
+            json: as_json,
+        } => {
+            let c = Client::connect(&node).await?;
+            let r = c.account(&address).await?;
+            let verified = if prove {
+                let header = header_root(&c, r.header.as_ref()).await?;
+                let value = r.found.then(|| {
+                    Account {
+                        balance: r.balance,
+                        nonce: r.nonce,
+                    }
+                    .encode()
+                });
+                let proof = r.proof.clone().unwrap_or_default();
+                Some(
+                    verify_state(
+                        &header.app_hash,
+                        &account_key(&address),
+                        value.as_deref(),
+                        &proof,
+                    )
+                    .is_ok(),
+                )
+            } else {
+                None
+            };
+            let height = r
+                .header
+                .as_ref()
+                .and_then(|h| h.header.as_ref())
+                .map_or(0, |h| h.height);
+            if as_json {
+                let mut v = json!({"address": address.to_hex(), "found": r.found, "balance": r.balance, "nonce": r.nonce, "height": height});
+                if let Some(ok) = verified {
+                    v["verified"] = json!(ok);
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("address   {address}");
+                println!(
+                    "balance   {}{}",
+                    r.balance,
+                    if r.found { "" } else { " (no such account)" }
+                );
+                println!("nonce     {}", r.nonce);
+                println!("height    {height}");
+                if let Some(ok) = verified {
+                    println!("verified  {ok}");
+                }
+            }
+            if verified == Some(false) {
+                anyhow::bail!("the proof does not verify");
+            }
+        }
+        QueryCommand::Record {
+            owner,
+            name,
+            node,
+            prove,
+            json: as_json,
+        } => {
+            let c = Client::connect(&node).await?;
+            let r = c.record(&owner, &name).await?;
+            let verified = if prove {
+                let header = header_root(&c, r.header.as_ref()).await?;
+                let value = r.found.then(|| r.value.to_vec());
+                let proof = r.proof.clone().unwrap_or_default();
+                Some(
+                    verify_state(
+                        &header.app_hash,
+                        &record_key(&owner, &name),
+                        value.as_deref(),
+                        &proof,
+                    )
+                    .is_ok(),
+                )
+            } else {
+                None
+            };
+            let height = r
+                .header
+                .as_ref()
+                .and_then(|h| h.header.as_ref())
+                .map_or(0, |h| h.height);
+            let value = String::from_utf8_lossy(&r.value).into_owned();
+            if as_json {
+                let mut v = json!({"owner": owner.to_hex(), "name": name, "found": r.found, "value": value, "value_hex": hex::encode(&r.value), "height": height});
+                if let Some(ok) = verified {
+                    v["verified"] = json!(ok);
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                if r.found {
+                    println!("{value}");
+                } else {
+                    println!("(no such record)");
+                }
+                if let Some(ok) = verified {
+                    println!("verified: {ok} (height {height})");
+                }
+            }
+            if verified == Some(false) {
+                anyhow::bail!("the proof does not verify");
+            }
+        }
+        QueryCommand::Tx {
+            hash,
+            node,
+            prove,
+            json: as_json,
+        } => {
+            let c = Client::connect(&node).await?;
+            let r = c.get_tx(&hash).await?;
+            let verified = if prove {
+                let header = header_root(&c, r.header.as_ref()).await?;
+                let proof = r.proof.clone().unwrap_or_default();
+                Some(
+                    Hash::digest(&r.tx) == hash
+                        && verify_tx_inclusion(&header.data_hash, &r.tx, &proof).is_ok(),
+                )
+            } else {
+                None
+            };
+            let (code, log) = r
+                .result
+                .as_ref()
+                .map_or((0, String::new()), |x| (x.code, x.log.clone()));
+            if as_json {
+                let mut v = json!({"hash": hash.to_hex(), "height": r.height, "index": r.index, "code": code, "log": log, "tx": hex::encode(&r.tx)});
+                if let Some(ok) = verified {
+                    v["verified"] = json!(ok);
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("hash      {hash}");
+                println!("height    {} index {}", r.height, r.index);
+                println!("result    code {code}: {log}");
+                if let Some(ok) = verified {
+                    println!("verified  {ok}");
+                }
+            }
+            if verified == Some(false) {
+                anyhow::bail!("the proof does not verify");
             }
         }
     }

@@ -1,12 +1,17 @@
 //! A Rust client of the consort gRPC API, used by the CLI and the tests.
 
+pub mod verify;
+
 use std::time::Duration;
 
+use bytes::Bytes;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::{CodecError, Wire};
 use crate::pb;
 use crate::pb::node_service_client::NodeServiceClient;
+use crate::pb::query_service_client::QueryServiceClient;
+use crate::pb::tx_service_client::TxServiceClient;
 use crate::types::{Block, BlockId, Commit, Hash, Validator};
 
 /// Why a client call failed.
@@ -112,6 +117,102 @@ impl Client {
         Ok(Commit::from_proto(
             r.commit.ok_or(ClientError::Missing("commit"))?,
         )?)
+    }
+
+    fn txs(&self) -> TxServiceClient<Channel> {
+        TxServiceClient::new(self.channel.clone()).max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    fn queries(&self) -> QueryServiceClient<Channel> {
+        QueryServiceClient::new(self.channel.clone())
+    }
+
+    /// Submits an encoded transaction; with `wait`, returns once it is committed.
+    pub async fn submit(&self, tx: Bytes, wait: bool) -> Result<pb::SubmitResponse, ClientError> {
+        let mode = if wait {
+            pb::SubmitMode::Committed
+        } else {
+            pb::SubmitMode::Accepted
+        };
+        Ok(self
+            .txs()
+            .submit(pb::SubmitRequest {
+                tx,
+                mode: mode as i32,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// A committed transaction with its proof.
+    pub async fn get_tx(&self, hash: &Hash) -> Result<pb::GetTxResponse, ClientError> {
+        Ok(self
+            .txs()
+            .get_tx(pb::GetTxRequest {
+                hash: Bytes::copy_from_slice(hash.as_bytes()),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Committed blocks from `from` on (0 = from the next one).
+    pub async fn stream_blocks(
+        &self,
+        from: u64,
+    ) -> Result<tonic::Streaming<pb::StreamBlocksResponse>, ClientError> {
+        Ok(self
+            .txs()
+            .stream_blocks(pb::StreamBlocksRequest { from_height: from })
+            .await?
+            .into_inner())
+    }
+
+    /// Transaction results from `from` on, optionally of one sender.
+    pub async fn stream_tx_results(
+        &self,
+        from: u64,
+        sender: Option<&crate::types::PublicKey>,
+    ) -> Result<tonic::Streaming<pb::TxResultEvent>, ClientError> {
+        Ok(self
+            .txs()
+            .stream_tx_results(pb::StreamTxResultsRequest {
+                from_height: from,
+                sender: sender
+                    .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                    .unwrap_or_default(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// An account with its proof.
+    pub async fn account(
+        &self,
+        address: &crate::types::PublicKey,
+    ) -> Result<pb::GetAccountResponse, ClientError> {
+        Ok(self
+            .queries()
+            .get_account(pb::GetAccountRequest {
+                address: Bytes::copy_from_slice(address.as_bytes()),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// A record with its proof.
+    pub async fn record(
+        &self,
+        owner: &crate::types::PublicKey,
+        name: &str,
+    ) -> Result<pb::GetRecordResponse, ClientError> {
+        Ok(self
+            .queries()
+            .get_record(pb::GetRecordRequest {
+                owner: Bytes::copy_from_slice(owner.as_bytes()),
+                name: name.to_string(),
+            })
+            .await?
+            .into_inner())
     }
 
     /// The validator set.

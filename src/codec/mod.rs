@@ -4,11 +4,13 @@
 //! (or `from_proto`), which checks lengths, keys and required fields, so that the
 //! layers above only ever see valid domain values.
 
+mod results;
 mod tx;
 
 use bytes::Bytes;
 use prost::Message;
 
+pub use results::{decode_outcome, encode_outcome};
 pub use tx::decode_tx;
 
 use crate::pb;

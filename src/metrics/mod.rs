@@ -46,6 +46,10 @@ pub struct NodeMetrics {
     pub lag_seconds: FloatGauge,
     /// Peer messages rejected (bad signature, invalid content).
     pub bad_messages: Counter,
+    /// Transactions removed from the mempool after a re-check.
+    pub mempool_evicted: Counter,
+    /// Admitted transactions not gossiped because the gossip queue was full.
+    pub gossip_dropped: Counter,
 }
 
 impl Default for NodeMetrics {
@@ -69,6 +73,8 @@ impl Default for NodeMetrics {
             blocks_behind: Gauge::default(),
             lag_seconds: FloatGauge::default(),
             bad_messages: Counter::default(),
+            mempool_evicted: Counter::default(),
+            gossip_dropped: Counter::default(),
         }
     }
 }
@@ -161,6 +167,16 @@ impl NodeMetrics {
             "consort_bad_peer_messages_total",
             "Peer messages rejected for a bad signature or invalid content.",
             self.bad_messages.get(),
+        );
+        r.counter(
+            "consort_mempool_evicted_total",
+            "Transactions removed from the mempool because they no longer pass after a block.",
+            self.mempool_evicted.get(),
+        );
+        r.counter(
+            "consort_mempool_gossip_dropped_total",
+            "Admitted transactions not gossiped because the gossip queue was full.",
+            self.gossip_dropped.get(),
         );
     }
 }

@@ -129,6 +129,11 @@ pub struct Actor {
     pub(super) decided_round: Option<Round>,
     /// A height waiting for transactions before it starts.
     pub(super) waiting_start: Option<Height>,
+    /// Transaction intake shared with the gRPC service.
+    pub(super) txpool: Arc<super::txpool::TxPool>,
+    /// Peers that gossiped invalid transactions, reported by admission jobs.
+    pub(super) bad_tx_tx: mpsc::UnboundedSender<(PublicKey, usize)>,
+    pub(super) bad_tx_rx: mpsc::UnboundedReceiver<(PublicKey, usize)>,
 }
 
 impl Actor {
@@ -140,6 +145,7 @@ impl Actor {
     ) -> Result<(), NodeError> {
         let mut gossip = tokio::time::interval(self.cfg.gossip_interval);
         gossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let txpool = self.txpool.clone();
         loop {
             self.drain()?;
             self.publish_status();
@@ -162,6 +168,14 @@ impl Actor {
                 Some(ev) = events.peers.recv() => self.on_peer_event(ev),
                 _ = gossip.tick() => self.gossip_tick(),
                 Some((peer, msg)) = events.mempool.recv() => self.on_mempool_msg(peer, msg),
+                _ = txpool.arrived(), if self.waiting_start.is_some() => {
+                    if let Some(h) = self.waiting_start {
+                        self.try_start_height(h, false);
+                    }
+                }
+                Some((peer, n)) = self.bad_tx_rx.recv() => {
+                    self.penalize(&peer, 10 * n.min(10) as u32, "gossiped invalid transactions");
+                }
             }
         }
         info!("consensus stopped");
@@ -361,7 +375,8 @@ impl Actor {
     ) -> Result<(), NodeError> {
         let height = block.height();
         let t = std::time::Instant::now();
-        self.store.append(block, commit, &exec.delta)?;
+        let outcome = crate::codec::encode_outcome(&exec.results, &exec.delta);
+        self.store.append(block, commit, &outcome)?;
         self.metrics.block_write.observe(t.elapsed().as_secs_f64());
         self.app.commit(exec)?;
         if let Err(e) = self.store.wal_clear_below(height.next()) {
@@ -371,6 +386,7 @@ impl Actor {
             self.evidence_pool.remove(&ev.hash());
         }
         self.on_block_committed(block, commit);
+        self.after_commit(block, &exec.results);
         self.execs.clear();
         self.timers.forget_below(height.next());
         self.prune();
@@ -395,7 +411,6 @@ impl Actor {
         self.status.height = h;
         self.status.latest_block_hash = Some(block.id());
         self.status.latest_block_time = block.header.time;
-        self.after_commit(block);
         info!(height = %h, round = %commit.round, block = %block.id().short(), txs = block.txs.len(), "committed block");
     }
 

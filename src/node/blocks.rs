@@ -126,8 +126,8 @@ impl BlockRules {
         }
     }
 
-    /// Builds the block we propose at `height`: the transactions (already
-    /// admitted by the mempool) executed on the committed state.
+    /// Builds the block we propose at `height`: the candidate transactions (from
+    /// the mempool) that still pass, executed on the committed state.
     pub fn build(
         &self,
         height: Height,
@@ -136,9 +136,11 @@ impl BlockRules {
         evidence: Vec<Evidence>,
     ) -> Result<(Block, Execution), InvalidBlock> {
         let parent = self.parent(height)?;
-        let exec = self
+        // Transactions that no longer pass are left out rather than failing the
+        // proposal.
+        let (txs, exec) = self
             .app
-            .execute(height, &txs)
+            .prepare(height, txs)
             .map_err(|e| Self::invalid(height, e.to_string()))?;
         let header = Header {
             chain_id: self.chain_id.clone(),

@@ -14,8 +14,10 @@ pub mod blocks;
 pub mod catchup;
 pub mod error;
 pub mod gossip;
+pub mod notify;
 pub mod status;
 pub mod timers;
+pub mod txpool;
 mod txs;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -113,7 +115,9 @@ fn replay_app(store: &dyn Store, app: &dyn Application) -> Result<(), NodeError>
         let stored = store
             .stored(h)?
             .ok_or_else(|| NodeError::Inconsistent(format!("block {h} missing from the log")))?;
-        let root = app.replay(h, &stored.app_delta)?;
+        let (_, delta) = crate::codec::decode_outcome(&stored.app_delta)
+            .map_err(|e| NodeError::Inconsistent(format!("outcome of block {h}: {e}")))?;
+        let root = app.replay(h, &delta)?;
         if root != stored.block.header.app_hash {
             return Err(NodeError::Inconsistent(format!(
                 "state root after replaying height {h} is {root}, the block says {}",

@@ -1,25 +1,45 @@
-//! Where transactions meet consensus: what a proposal carries, and what happens
-//! to pending transactions after a block. This node has no mempool yet: proposals
-//! carry no transactions, and transaction gossip from peers is ignored.
+//! Where transactions meet consensus: what a proposal carries, when a height
+//! may start, and what happens to waiting transactions after a block.
 
 use super::actor::Actor;
+use crate::app::TxResult;
 use crate::net::NetMessage;
 use crate::types::{Block, PublicKey};
 
 impl Actor {
-    /// Transactions for our next proposal.
+    /// Transactions for our next proposal, oldest first.
     pub(super) fn reap_txs(&mut self) -> Vec<bytes::Bytes> {
-        Vec::new()
+        self.txpool
+            .reap(self.rules.max_block_bytes(), self.rules.max_block_txs())
     }
 
     /// Whether transactions wait to be proposed.
     pub(super) fn has_pending_txs(&self) -> bool {
-        false
+        self.txpool.has_pending()
     }
 
-    /// Called after each committed block.
-    pub(super) fn after_commit(&mut self, _block: &Block) {}
+    /// Called after each committed, durable block.
+    pub(super) fn after_commit(&mut self, block: &Block, results: &[TxResult]) {
+        self.txpool.after_block(block, results);
+    }
 
-    /// Transactions gossiped by a peer.
-    pub(super) fn on_mempool_msg(&mut self, _peer: PublicKey, _msg: NetMessage) {}
+    /// Transactions gossiped by a peer: admitted off the consensus thread, in
+    /// one batch of signature checks.
+    pub(super) fn on_mempool_msg(&mut self, peer: PublicKey, msg: NetMessage) {
+        let NetMessage::Txs(txs) = msg else {
+            self.penalize(&peer, 50, "message on the wrong channel");
+            return;
+        };
+        // Transactions from a member node are relayed to the validators it is
+        // not connected to; validators already send to every validator.
+        let relay = self.rules.validators().get(&peer).is_none();
+        let pool = self.txpool.clone();
+        let bad = self.bad_tx_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let invalid = pool.submit_from_peer(txs, relay);
+            if invalid > 0 {
+                let _ = bad.send((peer, invalid));
+            }
+        });
+    }
 }

@@ -291,3 +291,41 @@ pub fn run(
         prepared,
     })
 }
+
+/// Batch-verifies the signatures of well-formed transactions not verified yet
+/// and records those that pass.
+pub fn preverify(ledger: &Ledger, txs: &[Bytes]) {
+    let pending: Vec<(Hash, Tx)> = txs
+        .iter()
+        .filter_map(|b| {
+            let h = Tx::hash_of(b);
+            if ledger.verified.contains(&h) {
+                return None;
+            }
+            decode_tx(b).ok().map(|t| (h, t))
+        })
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    let msgs: Vec<Vec<u8>> = pending
+        .iter()
+        .map(|(_, t)| t.to_sign_bytes(&ledger.chain_id))
+        .collect();
+    let items: Vec<SignedItem<'_>> = pending
+        .iter()
+        .zip(&msgs)
+        .map(|((_, t), m)| SignedItem {
+            key: &t.sender,
+            msg: m,
+            sig: &t.signature,
+        })
+        .collect();
+    if verify_batch(&items).is_ok() {
+        for (h, _) in &pending {
+            ledger.verified.insert(*h);
+        }
+    }
+    // On failure each transaction is verified alone by check_tx, which reports
+    // the bad one.
+}

@@ -171,6 +171,10 @@ impl Application for Ledger {
         })
     }
 
+    fn preverify(&self, txs: &[Bytes]) {
+        exec::preverify(self, txs);
+    }
+
     fn execute(&self, height: Height, txs: &[Bytes]) -> Result<Execution, AppError> {
         let run = exec::run(self, height, txs.to_vec(), false)?;
         Ok(self.finish(height, run))

@@ -1,0 +1,169 @@
+//! The node's transaction intake: admission (cheap pool checks, then the
+//! application's check, then the pool), gossip of admitted transactions, and the
+//! pool's update after each block. Shared by the gRPC service and the consensus
+//! actor.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use super::notify::CommitNotifier;
+use crate::app::{AppError, Application, RejectCode, TxResult};
+use crate::codec::decode_tx;
+use crate::mempool::{Mempool, MempoolConfig, MempoolError};
+use crate::metrics::NodeMetrics;
+use crate::types::{Block, Hash, PublicKey};
+
+/// Why a submission was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The application refused it.
+    #[error("{reason}")]
+    Rejected {
+        /// Class of refusal.
+        code: RejectCode,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The pool refused it.
+    #[error(transparent)]
+    Pool(#[from] MempoolError),
+    /// Something failed that is not the transaction's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<AppError> for SubmitError {
+    fn from(e: AppError) -> SubmitError {
+        match e {
+            AppError::InvalidTx { code, reason, .. } => SubmitError::Rejected { code, reason },
+            other => SubmitError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The shared intake.
+pub struct TxPool {
+    pool: Mutex<Mempool>,
+    app: Arc<dyn Application>,
+    gossip: mpsc::Sender<Bytes>,
+    notifier: Arc<CommitNotifier>,
+    metrics: Arc<NodeMetrics>,
+    arrived: Notify,
+}
+
+impl TxPool {
+    /// A pool; admitted transactions to gossip are sent on `gossip`.
+    pub fn new(
+        cfg: MempoolConfig,
+        app: Arc<dyn Application>,
+        gossip: mpsc::Sender<Bytes>,
+        notifier: Arc<CommitNotifier>,
+        metrics: Arc<NodeMetrics>,
+    ) -> TxPool {
+        TxPool {
+            pool: Mutex::new(Mempool::new(cfg)),
+            app,
+            gossip,
+            notifier,
+            metrics,
+            arrived: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mempool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The commit notifier.
+    pub fn notifier(&self) -> &Arc<CommitNotifier> {
+        &self.notifier
+    }
+
+    /// Resolves when a transaction was admitted since the last call.
+    pub async fn arrived(&self) {
+        self.arrived.notified().await
+    }
+
+    /// Admits one transaction; gossips it to peers if `gossip`.
+    pub fn submit(&self, bytes: Bytes, gossip: bool) -> Result<Hash, SubmitError> {
+        let hash = Hash::digest(&bytes);
+        self.lock().precheck(&hash, bytes.len())?;
+        let meta = self.app.check_tx(&bytes)?;
+        {
+            let mut p = self.lock();
+            p.insert(hash, bytes.clone(), &meta)?;
+            self.metrics.mempool_size.set(p.len() as i64);
+            self.metrics.mempool_bytes.set(p.bytes() as i64);
+        }
+        if gossip && self.gossip.try_send(bytes).is_err() {
+            // Gossip is best effort: the transaction stays here until proposed.
+            self.metrics.gossip_dropped.inc();
+        }
+        self.arrived.notify_one();
+        Ok(hash)
+    }
+
+    /// Admits transactions gossiped by a peer; returns how many were refused
+    /// for being invalid (duplicates and a full pool are not the peer's fault).
+    pub fn submit_from_peer(&self, txs: Vec<Bytes>, relay: bool) -> usize {
+        self.app.preverify(&txs);
+        let mut invalid = 0;
+        for tx in txs {
+            if let Err(SubmitError::Rejected {
+                code: RejectCode::Malformed | RejectCode::BadSignature | RejectCode::TooLarge,
+                ..
+            }) = self.submit(tx, relay)
+            {
+                invalid += 1;
+            }
+        }
+        invalid
+    }
+
+    /// Whether transactions wait.
+    pub fn has_pending(&self) -> bool {
+        !self.lock().is_empty()
+    }
+
+    /// Transactions for a proposal, oldest first.
+    pub fn reap(&self, max_bytes: usize, max_txs: usize) -> Vec<Bytes> {
+        self.lock().reap(max_bytes, max_txs)
+    }
+
+    /// After a committed (and durable) block: drop its transactions, re-check the
+    /// rest, and tell waiting clients.
+    pub fn after_block(&self, block: &Block, results: &[TxResult]) {
+        let committed: Vec<(Hash, Option<PublicKey>)> = block
+            .txs
+            .iter()
+            .map(|t| (Hash::digest(t), decode_tx(t).ok().map(|tx| tx.sender)))
+            .collect();
+        let evicted = {
+            let mut p = self.lock();
+            let ev = p.update(&committed, |bytes| {
+                self.app.check_tx(bytes).map_err(|e| e.to_string())
+            });
+            self.metrics.mempool_size.set(p.len() as i64);
+            self.metrics.mempool_bytes.set(p.bytes() as i64);
+            ev
+        };
+        let with_results: Vec<(Hash, TxResult)> = committed
+            .iter()
+            .zip(results)
+            .map(|((h, _), r)| (*h, r.clone()))
+            .collect();
+        self.notifier.committed(block.height(), &with_results);
+        if !evicted.is_empty() {
+            self.metrics.mempool_evicted.add(evicted.len() as u64);
+            let list: Vec<(Hash, String)> =
+                evicted.into_iter().map(|e| (e.hash, e.reason)).collect();
+            tracing::debug!(
+                count = list.len(),
+                "transactions evicted from the mempool after re-check"
+            );
+            self.notifier.evicted(&list);
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The transaction service: submit, look up, and follow committed blocks and
+//! transaction results.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{resolve_height, storage_status};
+use crate::app::{RejectCode, TxResult};
+use crate::codec::{Wire, decode_outcome, decode_tx};
+use crate::mempool::MempoolError;
+use crate::node::Store;
+use crate::node::notify::TxOutcome;
+use crate::node::txpool::{SubmitError, TxPool};
+use crate::pb;
+use crate::pb::tx_service_server::TxService;
+use crate::types::{Block, Hash, Height, merkle};
+
+/// How long Submit in COMMITTED mode waits before answering DEADLINE_EXCEEDED.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(60);
+/// Blocks buffered per stream before the stream waits for its client.
+const STREAM_BUFFER: usize = 64;
+
+/// Serves [`TxService`].
+#[derive(Clone)]
+pub struct TxApi {
+    pool: Arc<TxPool>,
+    store: Arc<dyn Store>,
+}
+
+impl TxApi {
+    /// A service over a node's pool and store.
+    pub fn new(pool: Arc<TxPool>, store: Arc<dyn Store>) -> TxApi {
+        TxApi { pool, store }
+    }
+}
+
+/// The gRPC status for a refused submission.
+pub fn submit_status(e: &SubmitError) -> Status {
+    let msg = e.to_string();
+    match e {
+        SubmitError::Rejected { code, .. } => match code {
+            RejectCode::Malformed | RejectCode::BadSignature | RejectCode::TooLarge => {
+                Status::invalid_argument(msg)
+            }
+            RejectCode::UnknownAccount => Status::not_found(msg),
+            RejectCode::StaleNonce
+            | RejectCode::FutureNonce
+            | RejectCode::InsufficientFunds => Status::failed_precondition(msg),
+        },
+        SubmitError::Pool(p) => match p {
+            MempoolError::Full { .. } => Status::resource_exhausted(msg),
+            MempoolError::Duplicate | MempoolError::AlreadyCommitted => {
+                Status::already_exists(msg)
+            }
+            MempoolError::NonceTaken { .. } | MempoolError::FutureNonce { .. } => {
+                Status::failed_precondition(msg)
+            }
+        },
+        SubmitError::Internal(_) => Status::internal(msg),
+    }
+}
+
+fn hash_arg(field: &'static str, b: &[u8]) -> Result<Hash, Status> {
+    Hash::from_slice(b).map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+}
+
+/// A stored block with its commit and results.
+pub fn stored_with_results(
+    store: &dyn Store,
+    h: Height,
+) -> Result<Option<(Block, crate::types::Commit, Vec<TxResult>)>, Status> {
+    let Some(s) = store.stored(h).map_err(storage_status)? else {
+        return Ok(None);
+    };
+    let (results, _) = decode_outcome(&s.app_delta)
+        .map_err(|e| Status::internal(format!("stored outcome of block {h}: {e}")))?;
+    Ok(Some((s.block, s.commit, results)))
+}
+
+/// The header of `h` with its commit, for proofs.
+pub fn signed_header(store: &dyn Store, h: Height) -> Result<pb::SignedHeader, Status> {
+    let block = store
+        .block(h)
+        .map_err(storage_status)?
+        .ok_or_else(|| Status::unavailable(format!("block {h} is not stored")))?;
+    let commit = store
+        .commit(h)
+        .map_err(storage_status)?
+        .ok_or_else(|| Status::unavailable(format!("commit {h} is not stored")))?;
+    Ok(pb::SignedHeader {
+        header: Some(block.header.to_proto()),
+        commit: Some(commit.to_proto()),
+    })
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl TxService for TxApi {
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let req = req.into_inner();
+        let mode = pb::SubmitMode::try_from(req.mode).unwrap_or(pb::SubmitMode::Unspecified);
+        let wait = match mode {
+            pb::SubmitMode::Accepted | pb::SubmitMode::Unspecified => false,
+            pb::SubmitMode::Committed => true,
+        };
+        let hash = Hash::digest(&req.tx);
+        let waiter = wait.then(|| self.pool.notifier().wait_for(hash));
+        let pool = self.pool.clone();
+        let tx = req.tx.clone();
+        let admitted = tokio::task::spawn_blocking(move || pool.submit(tx, true))
+            .await
+            .map_err(|e| Status::internal(format!("admission task failed: {e}")))?;
+        if let Err(e) = admitted {
+            self.pool.notifier().forget(&hash);
+            return Err(submit_status(&e));
+        }
+        let mut resp = pb::SubmitResponse {
+            hash: Bytes::copy_from_slice(hash.as_bytes()),
+            ..Default::default()
+        };
+        if let Some(w) = waiter {
+            match tokio::time::timeout(COMMIT_WAIT, w).await {
+                Ok(Ok(TxOutcome::Committed {
+                    height,
+                    index,
+                    result,
+                })) => {
+                    resp.height = height.0;
+                    resp.index = index;
+                    resp.result = Some(result.to_proto());
+                }
+                Ok(Ok(TxOutcome::Evicted { reason })) => {
+                    return Err(Status::aborted(format!(
+                        "transaction left the mempool uncommitted: {reason}"
+                    )));
+                }
+                Ok(Err(_)) => return Err(Status::unavailable("node is shutting down")),
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "not committed within {}s; it is still in the mempool",
+                        COMMIT_WAIT.as_secs()
+                    )));
+                }
+            }
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn get_tx(
+        &self,
+        req: Request<pb::GetTxRequest>,
+    ) -> Result<Response<pb::GetTxResponse>, Status> {
+        let hash = hash_arg("hash", &req.into_inner().hash)?;
+        let (h, index) = self
+            .store
+            .locate_tx(&hash)
+            .map_err(storage_status)?
+            .ok_or_else(|| Status::not_found(format!("transaction {hash} is not committed")))?;
+        let (block, _, results) = stored_with_results(self.store.as_ref(), h)?
+            .ok_or_else(|| Status::unavailable(format!("block {h} is pruned on this node")))?;
+        let i = index as usize;
+        let tx = block
+            .txs
+            .get(i)
+            .cloned()
+            .ok_or_else(|| Status::internal("transaction index out of range"))?;
+        let leaves: Vec<Hash> = block.txs.iter().map(|t| merkle::leaf_hash(t)).collect();
+        let proof = merkle::MerkleProof::build(&leaves, i)
+            .ok_or_else(|| Status::internal("cannot build the inclusion proof"))?;
+        Ok(Response::new(pb::GetTxResponse {
+            tx,
+            height: h.0,
+            index,
+            result: results.get(i).map(Wire::to_proto),
+            proof: Some(pb::MerkleProof {
+                index: proof.index,
+                total: proof.total,
+                siblings: proof
+                    .siblings
+                    .iter()
+                    .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                    .collect(),
+            }),
+            header: Some(signed_header(self.store.as_ref(), h)?),
+        }))
+    }
+
+    type StreamBlocksStream = BoxStream<pb::StreamBlocksResponse>;
+
+    async fn stream_blocks(
+        &self,
+        req: Request<pb::StreamBlocksRequest>,
+    ) -> Result<Response<Self::StreamBlocksStream>, Status> {
+        let from = req.into_inner().from_height;
+        let start = self.start_height(from)?;
+        let store = self.store.clone();
+        let mut heights = self.pool.notifier().heights();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            let mut next = start;
+            loop {
+                let latest = *heights.borrow_and_update();
+                while next <= latest {
+                    let item = match stored_with_results(store.as_ref(), next) {
+                        Ok(Some((block, commit, results))) => Ok(pb::StreamBlocksResponse {
+                            block: Some(block.to_proto()),
+                            commit: Some(commit.to_proto()),
+                            results: results.iter().map(Wire::to_proto).collect(),
+                        }),
+                        Ok(None) => Err(Status::unavailable(format!("block {next} is pruned"))),
+                        Err(e) => Err(e),
+                    };
+                    let stop = item.is_err();
+                    if tx.send(item).await.is_err() || stop {
+                        return;
+                    }
+                    next = next.next();
+                }
+                if heights.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type StreamTxResultsStream = BoxStream<pb::TxResultEvent>;
+
+    async fn stream_tx_results(
+        &self,
+        req: Request<pb::StreamTxResultsRequest>,
+    ) -> Result<Response<Self::StreamTxResultsStream>, Status> {
+        let req = req.into_inner();
+        let filter = if req.sender.is_empty() {
+            None
+        } else {
+            Some(
+                crate::types::PublicKey::from_bytes(&req.sender)
+                    .map_err(|e| Status::invalid_argument(format!("sender: {e}")))?,
+            )
+        };
+        let start = self.start_height(req.from_height)?;
+        let store = self.store.clone();
+        let mut heights = self.pool.notifier().heights();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER * 16);
+        tokio::spawn(async move {
+            let mut next = start;
+            loop {
+                let latest = *heights.borrow_and_update();
+                while next <= latest {
+                    let (block, _, results) = match stored_with_results(store.as_ref(), next) {
+                        Ok(Some(x)) => x,
+                        Ok(None) => {
+                            let _ = tx
+                                .send(Err(Status::unavailable(format!("block {next} is pruned"))))
+                                .await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    for (i, (t, r)) in block.txs.iter().zip(&results).enumerate() {
+                        let sender = decode_tx(t).ok().map(|x| x.sender);
+                        if filter.is_some() && sender != filter {
+                            continue;
+                        }
+                        let ev = pb::TxResultEvent {
+                            hash: Bytes::copy_from_slice(Hash::digest(t).as_bytes()),
+                            height: next.0,
+                            index: i as u32,
+                            sender: sender
+                                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                                .unwrap_or_default(),
+                            result: Some(r.to_proto()),
+                        };
+                        if tx.send(Ok(ev)).await.is_err() {
+                            return;
+                        }
+                    }
+                    next = next.next();
+                }
+                if heights.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+impl TxApi {
+    /// Where a stream starts: `from` (checked against what is stored), or the next
+    /// block when 0.
+    fn start_height(&self, from: u64) -> Result<Height, Status> {
+        let latest = self.store.latest_height();
+        if from == 0 {
+            return Ok(latest.next());
+        }
+        if from > latest.0 {
+            return Ok(Height(from));
+        }
+        resolve_height(self.store.as_ref(), from)
+    }
+}
