@@ -2,6 +2,8 @@
 //! service also answers the standard `grpc.health.v1` and reflection services.
 
 mod node_service;
+mod query_service;
+mod tx_service;
 
 use std::future::Future;
 
@@ -9,19 +11,37 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use node_service::{NodeApi, resolve_height, storage_status};
+pub use query_service::{QueryApi, proof_to_proto};
+pub use tx_service::{COMMIT_WAIT, TxApi, signed_header, submit_status};
 
 use crate::pb;
+
+/// The services a node serves.
+pub struct Services {
+    /// Status, blocks, commits, validators.
+    pub node: NodeApi,
+    /// Transactions.
+    pub tx: TxApi,
+    /// State queries.
+    pub query: QueryApi,
+}
 
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
-    node: NodeApi,
+    services: Services,
     max_request_bytes: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::node_service_server::NodeServiceServer<NodeApi>>()
+        .await;
+    health
+        .set_serving::<pb::tx_service_server::TxServiceServer<TxApi>>()
+        .await;
+    health
+        .set_serving::<pb::query_service_server::QueryServiceServer<QueryApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
