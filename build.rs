@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/consort/v1/wire.proto",
     "proto/consort/v1/node.proto",
     "proto/consort/v1/tx.proto",
+    "proto/consort/v1/sync.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

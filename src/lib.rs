@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod node;
 pub mod pb;
 pub mod rpc;
+pub mod sync;
 pub mod testnet;
 pub mod types;

@@ -73,9 +73,9 @@ impl QueryService for QueryApi {
         let owner = key_arg("address", &req.into_inner().address)?;
         let (q, header) = self.query(&account_key(&owner))?;
         let acc = match &q.value {
-            Some(v) => Some(
-                Account::decode(v).ok_or_else(|| Status::internal("corrupt account entry"))?,
-            ),
+            Some(v) => {
+                Some(Account::decode(v).ok_or_else(|| Status::internal("corrupt account entry"))?)
+            }
             None => None,
         };
         Ok(Response::new(pb::GetAccountResponse {

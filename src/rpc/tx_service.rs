@@ -50,15 +50,13 @@ pub fn submit_status(e: &SubmitError) -> Status {
                 Status::invalid_argument(msg)
             }
             RejectCode::UnknownAccount => Status::not_found(msg),
-            RejectCode::StaleNonce
-            | RejectCode::FutureNonce
-            | RejectCode::InsufficientFunds => Status::failed_precondition(msg),
+            RejectCode::StaleNonce | RejectCode::FutureNonce | RejectCode::InsufficientFunds => {
+                Status::failed_precondition(msg)
+            }
         },
         SubmitError::Pool(p) => match p {
             MempoolError::Full { .. } => Status::resource_exhausted(msg),
-            MempoolError::Duplicate | MempoolError::AlreadyCommitted => {
-                Status::already_exists(msg)
-            }
+            MempoolError::Duplicate | MempoolError::AlreadyCommitted => Status::already_exists(msg),
             MempoolError::NonceTaken { .. } | MempoolError::FutureNonce { .. } => {
                 Status::failed_precondition(msg)
             }
