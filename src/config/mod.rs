@@ -12,8 +12,8 @@ pub use error::ConfigError;
 pub use genesis::{Genesis, GenesisAccount, GenesisValidator, MAX_CHAIN_ID_LEN};
 pub use keys::{read_key, write_key};
 pub use node::{
-    ConsensusConfig, LogConfig, MetricsConfig, NodeConfig, P2pConfig, PeerSpec, RpcConfig,
-    StorageConfig,
+    ConsensusConfig, LogConfig, MempoolConfig, MetricsConfig, NodeConfig, P2pConfig, PeerSpec,
+    RpcConfig, StorageConfig, SyncConfig,
 };
 
 /// The files of a node's home directory.

@@ -189,6 +189,71 @@ impl ConsensusConfig {
     }
 }
 
+/// Mempool settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolConfig {
+    /// Most transactions waiting.
+    pub max_txs: usize,
+    /// Most bytes waiting.
+    pub max_bytes: usize,
+    /// Recently committed transaction hashes remembered to refuse duplicates.
+    pub recent_cache: usize,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> MempoolConfig {
+        let d = crate::mempool::MempoolConfig::default();
+        MempoolConfig {
+            max_txs: d.max_txs,
+            max_bytes: d.max_bytes,
+            recent_cache: d.recent_cache,
+        }
+    }
+}
+
+impl MempoolConfig {
+    /// The pool's limits.
+    pub fn limits(&self) -> crate::mempool::MempoolConfig {
+        crate::mempool::MempoolConfig {
+            max_txs: self.max_txs,
+            max_bytes: self.max_bytes,
+            recent_cache: self.recent_cache,
+        }
+    }
+}
+
+/// Snapshot and state-sync settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Take a snapshot of the state every this many blocks (0 disables).
+    pub snapshot_interval: u64,
+    /// Snapshots kept.
+    pub snapshot_keep: usize,
+    /// Target size of a snapshot chunk, in bytes.
+    pub chunk_bytes: usize,
+    /// Restore the state from a peer's snapshot when starting with no blocks.
+    pub state_sync: bool,
+    /// gRPC addresses (host:port) of nodes to fetch snapshots and blocks from.
+    pub rpc_servers: Vec<String>,
+    /// Chunks fetched in parallel per peer.
+    pub fetchers_per_peer: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> SyncConfig {
+        SyncConfig {
+            snapshot_interval: 1000,
+            snapshot_keep: 2,
+            chunk_bytes: 4 * 1024 * 1024,
+            state_sync: false,
+            rpc_servers: vec![],
+            fetchers_per_peer: 2,
+        }
+    }
+}
+
 /// Storage settings.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -238,6 +303,10 @@ pub struct NodeConfig {
     pub metrics: MetricsConfig,
     /// Consensus settings.
     pub consensus: ConsensusConfig,
+    /// Mempool settings.
+    pub mempool: MempoolConfig,
+    /// Snapshot and state-sync settings.
+    pub sync: SyncConfig,
     /// Storage settings.
     pub storage: StorageConfig,
     /// Logging settings.
@@ -252,6 +321,8 @@ impl Default for NodeConfig {
             rpc: RpcConfig::default(),
             metrics: MetricsConfig::default(),
             consensus: ConsensusConfig::default(),
+            mempool: MempoolConfig::default(),
+            sync: SyncConfig::default(),
             storage: StorageConfig::default(),
             log: LogConfig::default(),
         }
@@ -321,6 +392,41 @@ impl NodeConfig {
                 path,
                 "rpc.max_request_bytes",
                 "must be at least 1024",
+            ));
+        }
+        if self.mempool.max_txs == 0 || self.mempool.max_bytes == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "mempool.max_*",
+                "must be at least 1",
+            ));
+        }
+        if self.sync.snapshot_keep == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "sync.snapshot_keep",
+                "must be at least 1",
+            ));
+        }
+        if self.sync.chunk_bytes < 1024 || self.sync.chunk_bytes > 16 * 1024 * 1024 {
+            return Err(ConfigError::invalid(
+                path,
+                "sync.chunk_bytes",
+                "must be between 1 KiB and 16 MiB",
+            ));
+        }
+        if self.sync.fetchers_per_peer == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "sync.fetchers_per_peer",
+                "must be at least 1",
+            ));
+        }
+        if self.sync.state_sync && self.sync.rpc_servers.is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                "sync.rpc_servers",
+                "state sync needs at least one server",
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -428,6 +534,30 @@ max_block_bytes = {max_block_bytes}
 # Most transactions in a block.
 max_block_txs = {max_block_txs}
 
+[mempool]
+# Most transactions waiting; a full pool refuses new ones (RESOURCE_EXHAUSTED).
+max_txs = {mp_txs}
+# Most bytes waiting.
+max_bytes = {mp_bytes}
+# Recently committed transaction hashes remembered, to refuse resubmissions.
+recent_cache = {mp_recent}
+
+[sync]
+# Take a snapshot of the state every this many blocks (0 disables); peers
+# joining by state sync fetch them.
+snapshot_interval = {snap_interval}
+# Snapshots kept.
+snapshot_keep = {snap_keep}
+# Target size of a snapshot chunk, in bytes.
+chunk_bytes = {chunk_bytes}
+# Restore the state from a peer's snapshot when this node starts with no blocks
+# (`consort start --state-sync` sets it for one run).
+state_sync = {state_sync}
+# gRPC addresses (host:port) of nodes to fetch snapshots and blocks from.
+rpc_servers = {rpc_servers}
+# Chunks fetched in parallel from each server.
+fetchers_per_peer = {fetchers}
+
 [storage]
 # Keep only this many recent blocks (0 keeps every block). Snapshots are kept.
 keep_recent_blocks = {keep}
@@ -460,6 +590,15 @@ format = {format:?}
             max_block_bytes = c.max_block_bytes,
             max_block_txs = c.max_block_txs,
             keep = self.storage.keep_recent_blocks,
+            mp_txs = self.mempool.max_txs,
+            mp_bytes = self.mempool.max_bytes,
+            mp_recent = self.mempool.recent_cache,
+            snap_interval = self.sync.snapshot_interval,
+            snap_keep = self.sync.snapshot_keep,
+            chunk_bytes = self.sync.chunk_bytes,
+            state_sync = self.sync.state_sync,
+            rpc_servers = list(&self.sync.rpc_servers),
+            fetchers = self.sync.fetchers_per_peer,
             level = self.log.level,
             format = self.log.format,
         )
