@@ -379,6 +379,11 @@ impl Actor {
         self.store.append(block, commit, &outcome)?;
         self.metrics.block_write.observe(t.elapsed().as_secs_f64());
         self.app.commit(exec)?;
+        let hashes: Vec<Hash> = block.txs.iter().map(|t| Hash::digest(t)).collect();
+        if let Err(e) = self.store.index_txs(height, &hashes) {
+            // The index is rebuilt from the block log at the next start.
+            warn!(error = %e, %height, "could not index the block's transactions");
+        }
         if let Err(e) = self.store.wal_clear_below(height.next()) {
             warn!(error = %e, "could not clear the consensus WAL");
         }

@@ -34,18 +34,21 @@ pub use actor::now_ms;
 pub use error::NodeError;
 pub use status::{NodeStatus, PeerStatus, SyncPhase};
 
-use crate::app::{Application, HashChainApp};
+use crate::app::Application;
+use crate::app::ledger::Ledger;
 use crate::config::{Genesis, Home, NodeConfig, read_key};
 use crate::consensus::{Consensus, Input, Params};
 use crate::metrics::{NodeMetrics, Renderer};
 use crate::net::{NetConfig, Network, PeerAddr};
-use crate::storage::{BlockStore, MetaStore, SigningStateFile, SledStore, WalEntry, WalStore};
+use crate::storage::{
+    BlockStore, MetaStore, SigningStateFile, SledStore, TxIndexStore, WalEntry, WalStore,
+};
 use crate::types::{Hash, Height, PublicKey, Timestamp};
 
 /// Everything a node stores, behind one object.
-pub trait Store: BlockStore + WalStore + MetaStore {}
+pub trait Store: BlockStore + WalStore + MetaStore + TxIndexStore {}
 
-impl<T: BlockStore + WalStore + MetaStore> Store for T {}
+impl<T: BlockStore + WalStore + MetaStore + TxIndexStore> Store for T {}
 
 /// A running node.
 pub struct NodeHandle {
@@ -93,12 +96,6 @@ impl NodeHandle {
     }
 }
 
-/// The state root of the application before the first block: it binds the
-/// genesis file.
-pub fn genesis_app_root(genesis: &Genesis) -> Hash {
-    Hash::digest_parts(&[b"consort/app/genesis/v1", genesis.hash().as_bytes()])
-}
-
 async fn bind_tcp(addr: &str, what: &str) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
         .await
@@ -128,6 +125,32 @@ fn replay_app(store: &dyn Store, app: &dyn Application) -> Result<(), NodeError>
     Ok(())
 }
 
+/// Admitted transactions waiting to be gossiped.
+const GOSSIP_QUEUE: usize = 16 * 1024;
+/// Most transactions per gossip frame.
+const GOSSIP_BATCH: usize = 512;
+/// Most bytes per gossip frame.
+const GOSSIP_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Sends admitted transactions to peers in batches: whatever accumulated while
+/// the previous batch was sent goes out in the next frame.
+async fn gossip_txs(mut rx: mpsc::Receiver<bytes::Bytes>, net: Network) {
+    while let Some(first) = rx.recv().await {
+        let mut size = first.len();
+        let mut batch = vec![first];
+        while batch.len() < GOSSIP_BATCH && size < GOSSIP_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(tx) => {
+                    size += tx.len();
+                    batch.push(tx);
+                }
+                Err(_) => break,
+            }
+        }
+        net.broadcast(crate::net::NetMessage::Txs(batch));
+    }
+}
+
 /// Opens the node in `home` and starts it.
 pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
     let cfg = NodeConfig::load(&home.config())?;
@@ -145,11 +168,18 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
 
     std::fs::create_dir_all(home.data())
         .map_err(|e| NodeError::Config(crate::config::ConfigError::io(&home.data(), e)))?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&home.data().join("db"))?);
+    let sled = SledStore::open(&home.data().join("db"))?;
+    let state_backend = sled.state_backend();
+    let store: Arc<dyn Store> = Arc::new(sled);
     let signing = SigningStateFile::new(home.signing_state());
     let persisted = signing.load().map_err(NodeError::SigningState)?;
-    let app: Arc<dyn Application> = Arc::new(HashChainApp::new(genesis_app_root(&genesis)));
+    let app: Arc<dyn Application> = Arc::new(Ledger::open(
+        &genesis.chain_id,
+        state_backend,
+        &genesis.accounts,
+    )?);
     replay_app(store.as_ref(), app.as_ref())?;
+    store.index_missing_txs()?;
 
     let mut permitted: HashSet<PublicKey> = set.validators().iter().map(|v| v.public_key).collect();
     permitted.extend(members);
@@ -217,6 +247,17 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
         persisted,
     );
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+    let notifier = Arc::new(notify::CommitNotifier::new(latest));
+    let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
+    let txpool = Arc::new(txpool::TxPool::new(
+        cfg.mempool.limits(),
+        app.clone(),
+        gossip_tx,
+        notifier.clone(),
+        metrics.clone(),
+    ));
+    let gossip_task = tokio::spawn(gossip_txs(gossip_rx, net.clone()));
+    let (bad_tx_tx, bad_tx_rx) = mpsc::unbounded_channel();
     let mut actor = actor::Actor {
         core,
         rules,
@@ -246,6 +287,9 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
         last_commit_at: tokio::time::Instant::now(),
         decided_round: None,
         waiting_start: None,
+        txpool: txpool.clone(),
+        bad_tx_tx,
+        bad_tx_rx,
     };
     metrics.height.set(latest.0 as i64);
     // Resume: start the next height, then replay what the WAL kept of it.
@@ -273,11 +317,15 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
     let grpc_addr = grpc_listener
         .local_addr()
         .map_err(|e| NodeError::Server(e.to_string()))?;
-    let api = crate::rpc::NodeApi::new(status_rx.clone(), store.clone(), set.clone());
+    let services = crate::rpc::Services {
+        node: crate::rpc::NodeApi::new(status_rx.clone(), store.clone(), set.clone()),
+        tx: crate::rpc::TxApi::new(txpool.clone(), store.clone()),
+        query: crate::rpc::QueryApi::new(app.clone(), store.clone()),
+    };
     let mut rpc_shutdown = shutdown_rx.clone();
     let rpc_task = tokio::spawn(crate::rpc::serve(
         grpc_listener,
-        api,
+        services,
         cfg.rpc.max_request_bytes,
         async move {
             let _ = rpc_shutdown.wait_for(|s| *s).await;
@@ -329,6 +377,7 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
         if let Some(t) = metrics_task {
             t.abort();
         }
+        gossip_task.abort();
         info!("node stopped");
         result
     });
