@@ -153,6 +153,28 @@ pub trait Application: Send + Sync + 'static {
     /// one by one, so that each `check_tx` finds them verified.
     fn preverify(&self, _txs: &[Bytes]) {}
 
+    /// Begins a consistent view of the committed state for a snapshot: its
+    /// height, state root and bucket table. `None` if the application takes no
+    /// snapshots or one is already being taken.
+    fn begin_snapshot(&self) -> Option<(Height, Hash, Vec<state::smt::TopNode>)> {
+        None
+    }
+
+    /// Entries of bucket `b` as of the snapshot begun at `height`.
+    fn snapshot_bucket(
+        &self,
+        height: Height,
+        b: usize,
+    ) -> Result<Vec<(Hash, state::Entry)>, AppError> {
+        let _ = b;
+        Err(AppError::Internal(format!(
+            "no snapshot of height {height} in progress"
+        )))
+    }
+
+    /// Ends the snapshot begun at `height`.
+    fn end_snapshot(&self, _height: Height) {}
+
     /// Reads `key` from the committed state with a proof.
     fn query(&self, key: &[u8]) -> Result<QueryResult, AppError>;
 

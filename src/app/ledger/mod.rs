@@ -190,6 +190,18 @@ impl Application for Ledger {
         Ok((kept, self.finish(height, run)))
     }
 
+    fn begin_snapshot(&self) -> Option<(Height, Hash, Vec<crate::app::state::smt::TopNode>)> {
+        self.state.begin_snapshot()
+    }
+
+    fn snapshot_bucket(&self, height: Height, b: usize) -> Result<Vec<(Hash, Entry)>, AppError> {
+        self.state.snapshot_bucket(height, b).map_err(internal)
+    }
+
+    fn end_snapshot(&self, height: Height) {
+        self.state.end_snapshot(height)
+    }
+
     fn query(&self, key: &[u8]) -> Result<QueryResult, AppError> {
         let (entry, proof, height) = self.state.prove(&Hash::digest(key)).map_err(internal)?;
         Ok(QueryResult {

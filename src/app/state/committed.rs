@@ -11,7 +11,20 @@ use crate::types::{Hash, Height};
 struct Inner {
     top: TopTree,
     height: Height,
+    /// A snapshot being taken: the state as of its height is the backend
+    /// overlaid with the entries changed since, as they were.
+    freeze: Option<Freeze>,
 }
+
+struct Freeze {
+    height: Height,
+    /// Entries (or their absence) as of `height`, for keys changed since.
+    preserved: BTreeMap<Hash, Option<Entry>>,
+}
+
+/// Most entries preserved for a snapshot in progress before it is abandoned, so
+/// that a slow snapshot under heavy load cannot exhaust memory.
+pub const MAX_PRESERVED: usize = 2_000_000;
 
 /// The committed state of the chain.
 pub struct CommittedState {
@@ -74,7 +87,11 @@ impl CommittedState {
         let height = backend.applied_height()?;
         Ok(CommittedState {
             backend,
-            inner: RwLock::new(Inner { top, height }),
+            inner: RwLock::new(Inner {
+                top,
+                height,
+                freeze: None,
+            }),
         })
     }
 
@@ -141,6 +158,22 @@ impl CommittedState {
     /// Applies prepared changes as block `height`.
     pub fn apply(&self, height: Height, prepared: &PreparedChanges) -> Result<Hash, StateError> {
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        // Copy on write for a snapshot in progress: keep what each changed entry
+        // was at the snapshot's height.
+        let mut abandon = false;
+        if let Some(f) = g.freeze.as_mut() {
+            for (kh, _) in &prepared.changes {
+                if !f.preserved.contains_key(kh) {
+                    let old = self.backend.get(kh)?;
+                    f.preserved.insert(*kh, old);
+                }
+            }
+            abandon = f.preserved.len() > MAX_PRESERVED;
+        }
+        if abandon {
+            tracing::warn!("snapshot abandoned: too many entries changed while it was taken");
+            g.freeze = None;
+        }
         self.backend.apply(height, &prepared.changes)?;
         for (b, n) in &prepared.buckets {
             g.top.set_bucket(*b, *n);
@@ -169,6 +202,60 @@ impl CommittedState {
             return Err(e);
         }
         Ok((entry, proof, g.height))
+    }
+
+    /// Freezes a view of the committed state for a snapshot; `None` if one is
+    /// already being taken.
+    pub fn begin_snapshot(&self) -> Option<(Height, Hash, Vec<TopNode>)> {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if g.freeze.is_some() {
+            return None;
+        }
+        let out = (g.height, g.top.root(), g.top.buckets().to_vec());
+        g.freeze = Some(Freeze {
+            height: g.height,
+            preserved: BTreeMap::new(),
+        });
+        Some(out)
+    }
+
+    /// The entries of bucket `b` as of the frozen snapshot height, or an error if
+    /// the snapshot was abandoned (or never begun).
+    pub fn snapshot_bucket(
+        &self,
+        height: Height,
+        b: usize,
+    ) -> Result<Vec<(Hash, Entry)>, StateError> {
+        let g = self.read();
+        let Some(f) = g.freeze.as_ref().filter(|f| f.height == height) else {
+            return Err(StateError(format!(
+                "no snapshot of height {height} in progress"
+            )));
+        };
+        let mut entries: BTreeMap<Hash, Entry> = self.backend.bucket(b)?.into_iter().collect();
+        for (kh, old) in f
+            .preserved
+            .range(bucket_start(b)..)
+            .take_while(|(kh, _)| smt::bucket_of(kh) == b)
+        {
+            match old {
+                Some(e) => {
+                    entries.insert(*kh, e.clone());
+                }
+                None => {
+                    entries.remove(kh);
+                }
+            }
+        }
+        Ok(entries.into_iter().collect())
+    }
+
+    /// Ends the snapshot of `height`.
+    pub fn end_snapshot(&self, height: Height) {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if g.freeze.as_ref().is_some_and(|f| f.height == height) {
+            g.freeze = None;
+        }
     }
 
     /// The (root, count) of every bucket, for snapshots.
@@ -242,6 +329,37 @@ mod tests {
         let (gone, proof, _) = again.prove(&entry(3).kh()).unwrap();
         assert_eq!(gone, None);
         assert_eq!(proof.verify(&entry(3).kh(), &root2), Some(Proven::Absent));
+    }
+
+    #[test]
+    fn a_frozen_view_keeps_the_state_of_its_height() {
+        let backend: Arc<dyn StateBackend> = Arc::new(MemBackend::default());
+        let s = CommittedState::open(backend).unwrap();
+        let changes: BTreeMap<Hash, Option<Entry>> =
+            (0..50).map(|i| (entry(i).kh(), Some(entry(i)))).collect();
+        let p = s.prepare(changes).unwrap();
+        s.apply(Height(1), &p).unwrap();
+        let (h, root, buckets) = s.begin_snapshot().unwrap();
+        assert!(s.begin_snapshot().is_none(), "one snapshot at a time");
+        // Later blocks change, add and remove entries.
+        let mut more = BTreeMap::new();
+        more.insert(entry(1).kh(), None);
+        let mut e2 = entry(2);
+        e2.value = b"changed".to_vec();
+        more.insert(e2.kh(), Some(e2));
+        more.insert(entry(99).kh(), Some(entry(99)));
+        let p2 = s.prepare(more).unwrap();
+        s.apply(Height(2), &p2).unwrap();
+        // Rebuilding from the frozen view gives the root of height 1.
+        let mut nodes = Vec::new();
+        for b in 0..smt::BUCKETS {
+            let es = s.snapshot_bucket(h, b).unwrap();
+            nodes.push(bucket_node(&es));
+        }
+        assert_eq!(nodes, buckets);
+        assert_eq!(TopTree::from_buckets(&nodes).unwrap().root(), root);
+        s.end_snapshot(h);
+        assert!(s.snapshot_bucket(h, 0).is_err());
     }
 
     #[test]
