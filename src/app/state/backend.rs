@@ -62,6 +62,9 @@ pub trait StateBackend: Send + Sync + 'static {
 
     /// Up to `limit` entries with key hash at or after `from`, in order.
     fn range(&self, from: &Hash, limit: usize) -> Result<Vec<(Hash, Entry)>, StateError>;
+
+    /// Removes every entry and the applied height (before restoring a snapshot).
+    fn clear(&self) -> Result<(), StateError>;
 }
 
 /// First key hash of bucket `b`.
@@ -117,6 +120,13 @@ impl StateBackend for MemBackend {
 
     fn applied_height(&self) -> Result<Height, StateError> {
         Ok(self.read().1)
+    }
+
+    fn clear(&self) -> Result<(), StateError> {
+        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        g.0.clear();
+        g.1 = Height(0);
+        Ok(())
     }
 
     fn range(&self, from: &Hash, limit: usize) -> Result<Vec<(Hash, Entry)>, StateError> {

@@ -1,0 +1,569 @@
+//! State sync: a node with no blocks restores the application state from its
+//! peers' snapshots instead of replaying history.
+//!
+//! 1. Ask every server for its snapshots; pick the newest height offered.
+//! 2. Fetch the header and commit at that height and verify the commit against
+//!    the genesis validator set (more than 2/3 of the power, batch-verified).
+//! 3. Fetch the manifest and check its bucket table against the signed root.
+//! 4. Download chunks in parallel from every server offering the snapshot; check
+//!    each on arrival against the manifest before writing it; a server that
+//!    serves a bad chunk is dropped at that chunk, which is fetched elsewhere.
+//! 5. Persist progress after each chunk, so a restarted node resumes.
+//! 6. Recompute the root from everything written and compare; store the block of
+//!    that height as the first of the node's history.
+//!
+//! If no server offers a snapshot, the node says so and syncs blocks from
+//! genesis; a server that does not answer is given up after a timeout, so
+//! nothing here can hang.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+use super::progress::Progress;
+use super::snapshot::{Manifest, verify_chunk};
+use crate::app::state::{Change, CommittedState, StateBackend};
+use crate::codec::{Wire, encode_outcome};
+use crate::pb;
+use crate::pb::node_service_client::NodeServiceClient;
+use crate::pb::sync_service_client::SyncServiceClient;
+use crate::storage::{BlockStore, MetaStore};
+use crate::types::{Block, Commit, Hash, Header, Height, ValidatorSet};
+
+/// Metadata key of a restore in progress (height, manifest, light block).
+const TARGET_KEY: &str = "statesync/target";
+/// Metadata key of the chunks restored so far (one byte per chunk).
+const DONE_KEY: &str = "statesync/done";
+/// Time allowed for one request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Failed requests before a server is given up.
+const MAX_FAILURES: u32 = 3;
+/// Largest message accepted from a server (a chunk plus framing).
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Why state sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateSyncError {
+    /// Every server that offered the snapshot was dropped or failed.
+    #[error("state sync of height {height} failed: {reason}")]
+    Failed {
+        /// The snapshot height.
+        height: Height,
+        /// Why.
+        reason: String,
+    },
+    /// Local storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// How state sync ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The state of `height` is restored and its block stored.
+    Restored {
+        /// The restored height.
+        height: Height,
+    },
+    /// No server offers a snapshot: sync blocks from genesis.
+    NoSnapshot,
+}
+
+/// What state sync needs to know.
+#[derive(Clone, Debug)]
+pub struct StateSyncConfig {
+    /// Chain id of the genesis.
+    pub chain_id: String,
+    /// The genesis validator set, which certifies every header.
+    pub validators: ValidatorSet,
+    /// gRPC addresses of the servers.
+    pub servers: Vec<String>,
+    /// Chunks fetched at once from one server.
+    pub fetchers_per_server: usize,
+}
+
+/// Where restored data goes.
+pub trait SyncStore: BlockStore + MetaStore {}
+
+impl<T: BlockStore + MetaStore> SyncStore for T {}
+
+#[derive(Clone)]
+struct Server {
+    addr: String,
+    sync: SyncServiceClient<Channel>,
+    node: NodeServiceClient<Channel>,
+}
+
+async fn connect(addr: &str) -> Option<Server> {
+    let url = if addr.starts_with("http") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(url).ok()?;
+    let channel = match tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        endpoint
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect(),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            warn!(server = addr, error = %e, "cannot connect to sync server");
+            return None;
+        }
+        Err(_) => {
+            warn!(server = addr, "timed out connecting to sync server");
+            return None;
+        }
+    };
+    Some(Server {
+        addr: addr.to_string(),
+        sync: SyncServiceClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE),
+        node: NodeServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE),
+    })
+}
+
+async fn timed<T>(
+    f: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => Err(format!("{}: {}", s.code(), s.message())),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// The snapshot being restored, as persisted.
+struct Target {
+    manifest: Manifest,
+    header: Header,
+    commit: Commit,
+}
+
+fn encode_target(t: &Target) -> Vec<u8> {
+    // Reuses the wire messages: a manifest and a light block, length-prefixed.
+    let m = t.manifest.to_proto().encode_to_vec();
+    let lb = pb::LightBlock {
+        header: Some(t.header.to_proto()),
+        commit: Some(t.commit.to_proto()),
+    }
+    .encode_to_vec();
+    let mut out = Vec::with_capacity(8 + m.len() + lb.len());
+    out.extend_from_slice(&(m.len() as u64).to_be_bytes());
+    out.extend_from_slice(&m);
+    out.extend_from_slice(&lb);
+    out
+}
+
+fn decode_target(b: &[u8]) -> Option<Target> {
+    let len = u64::from_be_bytes(b.get(..8)?.try_into().ok()?) as usize;
+    let m = b.get(8..8usize.checked_add(len)?)?;
+    let lb = b.get(8 + len..)?;
+    let manifest = Manifest::from_proto(pb::SnapshotManifest::decode(m).ok()?).ok()?;
+    let lb = pb::LightBlock::decode(lb).ok()?;
+    Some(Target {
+        manifest,
+        header: Header::from_proto(lb.header?).ok()?,
+        commit: Commit::from_proto(lb.commit?).ok()?,
+    })
+}
+
+/// Checks a light block: the commit certifies the header for the genesis set.
+fn verify_light_block(
+    cfg: &StateSyncConfig,
+    lb: pb::LightBlock,
+    height: Height,
+) -> Result<(Header, Commit), String> {
+    let header = Header::from_proto(lb.header.ok_or("no header")?).map_err(|e| e.to_string())?;
+    let commit = Commit::from_proto(lb.commit.ok_or("no commit")?).map_err(|e| e.to_string())?;
+    if header.chain_id != cfg.chain_id {
+        return Err(format!("header of chain {:?}", header.chain_id));
+    }
+    if header.height != height {
+        return Err(format!("header of height {}, asked {height}", header.height));
+    }
+    commit
+        .verify(&cfg.chain_id, &cfg.validators, height, &header.id())
+        .map_err(|e| format!("commit: {e}"))?;
+    Ok((header, commit))
+}
+
+/// Runs state sync into `backend` and `store` (which must hold no blocks).
+pub async fn run(
+    cfg: &StateSyncConfig,
+    store: Arc<dyn SyncStore>,
+    backend: Arc<dyn StateBackend>,
+    progress: Arc<Progress>,
+) -> Result<Outcome, StateSyncError> {
+    let storage = |e: crate::storage::StorageError| StateSyncError::Storage(e.to_string());
+    let mut servers = Vec::new();
+    for a in &cfg.servers {
+        if let Some(s) = connect(a).await {
+            servers.push(s);
+        }
+    }
+    // A restore interrupted earlier resumes with the same snapshot.
+    let resumed = store
+        .meta_get(TARGET_KEY)
+        .map_err(storage)?
+        .and_then(|b| decode_target(&b));
+    let target = match resumed {
+        Some(t) => {
+            info!(height = %t.manifest.height, "resuming an interrupted state sync");
+            t
+        }
+        None => match choose(cfg, &servers, &progress).await? {
+            Some(t) => {
+                backend
+                    .clear()
+                    .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+                store
+                    .meta_put(DONE_KEY, &vec![0u8; t.manifest.chunks.len()])
+                    .map_err(storage)?;
+                store
+                    .meta_put(TARGET_KEY, &encode_target(&t))
+                    .map_err(storage)?;
+                t
+            }
+            None => return Ok(Outcome::NoSnapshot),
+        },
+    };
+    let height = target.manifest.height;
+    restore_chunks(cfg, &servers, &target, store.clone(), backend.clone(), &progress).await?;
+
+    // Every entry written: the root recomputed from them must be the signed one.
+    let b = backend.clone();
+    let root = tokio::task::spawn_blocking(move || CommittedState::open(b).map(|s| s.committed().1))
+        .await
+        .map_err(|e| StateSyncError::Storage(e.to_string()))?
+        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    if root != target.header.app_hash {
+        // Chunks were checked one by one, so this means local corruption: start over.
+        let _ = store.meta_put(TARGET_KEY, &[]);
+        return Err(StateSyncError::Failed {
+            height,
+            reason: format!(
+                "restored state has root {root}, the signed header says {}",
+                target.header.app_hash
+            ),
+        });
+    }
+    let block = fetch_block(&servers, &target).await.ok_or_else(|| StateSyncError::Failed {
+        height,
+        reason: "no server served the block of the snapshot height".into(),
+    })?;
+    backend
+        .apply(height, &[] as &[Change])
+        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    store
+        .append(&block, &target.commit, &encode_outcome(&[], &[]))
+        .map_err(storage)?;
+    store.meta_put(TARGET_KEY, &[]).map_err(storage)?;
+    progress.finish_state_sync();
+    info!(%height, root = %root, "state restored from snapshot");
+    Ok(Outcome::Restored { height })
+}
+
+/// Picks the newest snapshot offered, verifies its header and manifest.
+async fn choose(
+    cfg: &StateSyncConfig,
+    servers: &[Server],
+    progress: &Progress,
+) -> Result<Option<Target>, StateSyncError> {
+    // (height, manifest hash) -> servers offering it.
+    let mut offers: BTreeMap<(Height, Hash), Vec<usize>> = BTreeMap::new();
+    for (i, s) in servers.iter().enumerate() {
+        match timed(s.sync.clone().list_snapshots(pb::ListSnapshotsRequest {})).await {
+            Ok(list) => {
+                for snap in list.snapshots.iter().take(16) {
+                    if let Ok(h) = Hash::from_slice(&snap.manifest_hash) {
+                        offers.entry((Height(snap.height), h)).or_default().push(i);
+                    }
+                }
+            }
+            Err(e) => warn!(server = %s.addr, error = %e, "cannot list snapshots"),
+        }
+    }
+    // Newest first; at equal height, the most widely offered manifest first.
+    let mut candidates: Vec<((Height, Hash), Vec<usize>)> = offers.into_iter().collect();
+    candidates.sort_by(|a, b| b.0.0.cmp(&a.0.0).then(b.1.len().cmp(&a.1.len())));
+    if candidates.is_empty() {
+        warn!(
+            servers = servers.len(),
+            "no server offers a snapshot: syncing blocks from genesis instead"
+        );
+        return Ok(None);
+    }
+    for ((height, manifest_hash), holders) in candidates {
+        progress.set_phase_state_sync(height);
+        for &i in &holders {
+            let s = &servers[i];
+            let lb = match timed(
+                s.sync
+                    .clone()
+                    .get_light_block(pb::GetLightBlockRequest { height: height.0 }),
+            )
+            .await
+            {
+                Ok(lb) => lb,
+                Err(e) => {
+                    warn!(server = %s.addr, %height, error = %e, "cannot fetch the light block");
+                    continue;
+                }
+            };
+            let (header, commit) = match verify_light_block(cfg, lb, height) {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(server = %s.addr, %height, error = %e, "refusing a snapshot: its header is not certified");
+                    continue;
+                }
+            };
+            let manifest = match timed(
+                s.sync
+                    .clone()
+                    .get_manifest(pb::GetManifestRequest { height: height.0 }),
+            )
+            .await
+            .and_then(|m| Manifest::from_proto(m).map_err(|e| e.to_string()))
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(server = %s.addr, %height, error = %e, "cannot fetch the manifest");
+                    continue;
+                }
+            };
+            if manifest.hash() != manifest_hash || manifest.height != height {
+                warn!(server = %s.addr, %height, "manifest differs from the one listed");
+                continue;
+            }
+            if let Err(e) = manifest.verify(&header.app_hash) {
+                warn!(server = %s.addr, %height, error = %e, "refusing a snapshot: its manifest does not match the signed state root");
+                continue;
+            }
+            info!(
+                %height,
+                chunks = manifest.chunks.len(),
+                entries = manifest.entries(),
+                servers = holders.len(),
+                "restoring snapshot"
+            );
+            return Ok(Some(Target {
+                manifest,
+                header,
+                commit,
+            }));
+        }
+    }
+    warn!("no snapshot offered could be verified: syncing blocks from genesis instead");
+    Ok(None)
+}
+
+/// Shared state of the chunk fetchers.
+struct Work {
+    queue: VecDeque<u32>,
+    done: Vec<u8>,
+    remaining: usize,
+    dropped: Vec<bool>,
+}
+
+async fn restore_chunks(
+    cfg: &StateSyncConfig,
+    servers: &[Server],
+    target: &Target,
+    store: Arc<dyn SyncStore>,
+    backend: Arc<dyn StateBackend>,
+    progress: &Arc<Progress>,
+) -> Result<(), StateSyncError> {
+    let height = target.manifest.height;
+    let n = target.manifest.chunks.len();
+    let mut done = store
+        .meta_get(DONE_KEY)
+        .map_err(|e| StateSyncError::Storage(e.to_string()))?
+        .unwrap_or_default();
+    done.resize(n, 0);
+    let queue: VecDeque<u32> = (0..n as u32).filter(|i| done[*i as usize] == 0).collect();
+    let remaining = queue.len();
+    progress.start_chunks(n as u64, (n - remaining) as u64);
+    if remaining == 0 {
+        return Ok(());
+    }
+    // Only servers that list this very snapshot.
+    let mut holders = Vec::new();
+    let want = target.manifest.hash();
+    for s in servers {
+        if let Ok(list) = timed(s.sync.clone().list_snapshots(pb::ListSnapshotsRequest {})).await {
+            if list
+                .snapshots
+                .iter()
+                .any(|x| x.height == height.0 && x.manifest_hash.as_ref() == want.as_bytes())
+            {
+                holders.push(s.clone());
+            }
+        }
+    }
+    if holders.is_empty() {
+        return Err(StateSyncError::Failed {
+            height,
+            reason: "no server offers the snapshot being restored any more".into(),
+        });
+    }
+    let work = Arc::new(Mutex::new(Work {
+        queue,
+        done,
+        remaining,
+        dropped: vec![false; holders.len()],
+    }));
+    let manifest = Arc::new(target.manifest.clone());
+    let mut tasks = Vec::new();
+    for (si, server) in holders.iter().enumerate() {
+        for _ in 0..cfg.fetchers_per_server.max(1) {
+            tasks.push(tokio::spawn(fetcher(
+                si,
+                server.clone(),
+                manifest.clone(),
+                work.clone(),
+                store.clone(),
+                backend.clone(),
+                progress.clone(),
+            )));
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let w = work.lock().unwrap_or_else(|e| e.into_inner());
+    if w.remaining > 0 {
+        return Err(StateSyncError::Failed {
+            height,
+            reason: format!(
+                "{} chunks left and every server offering them was dropped or failed",
+                w.remaining
+            ),
+        });
+    }
+    Ok(())
+}
+
+async fn fetcher(
+    si: usize,
+    server: Server,
+    manifest: Arc<Manifest>,
+    work: Arc<Mutex<Work>>,
+    store: Arc<dyn SyncStore>,
+    backend: Arc<dyn StateBackend>,
+    progress: Arc<Progress>,
+) {
+    let height = manifest.height;
+    let mut failures = 0;
+    loop {
+        let index = {
+            let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+            if w.dropped[si] {
+                return;
+            }
+            match w.queue.pop_front() {
+                Some(i) => i,
+                None => return,
+            }
+        };
+        let put_back = |work: &Mutex<Work>, drop_server: bool| {
+            let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+            w.queue.push_back(index);
+            if drop_server {
+                w.dropped[si] = true;
+            }
+        };
+        let started = Instant::now();
+        let fetched = timed(server.sync.clone().get_chunk(pb::GetChunkRequest {
+            height: height.0,
+            index,
+        }))
+        .await;
+        let bytes = match fetched {
+            Ok(r) => r.chunk,
+            Err(e) => {
+                failures += 1;
+                warn!(server = %server.addr, chunk = index, error = %e, "chunk request failed");
+                put_back(&work, failures >= MAX_FAILURES);
+                continue;
+            }
+        };
+        let m = manifest.clone();
+        let checked = tokio::task::spawn_blocking(move || verify_chunk(&m, index, &bytes).map(|c| (c, bytes.len())))
+            .await;
+        let (chunk, size) = match checked {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                // A bad chunk: this server is dropped here; another serves it.
+                warn!(server = %server.addr, chunk = index, error = %e, "dropping a server that served a bad chunk");
+                put_back(&work, true);
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "chunk check failed to run");
+                put_back(&work, false);
+                continue;
+            }
+        };
+        // Write the entries, then mark the chunk done durably (the metadata write
+        // flushes the entries with it).
+        let b = backend.clone();
+        let s = store.clone();
+        let w2 = work.clone();
+        let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let changes: Vec<Change> = chunk.entries.into_iter().map(|(k, e)| (k, Some(e))).collect();
+            b.apply(Height(0), &changes).map_err(|e| e.to_string())?;
+            let done = {
+                let mut w = w2.lock().unwrap_or_else(|e| e.into_inner());
+                w.done[index as usize] = 1;
+                w.done.clone()
+            };
+            s.meta_put(DONE_KEY, &done).map_err(|e| e.to_string())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+                w.remaining -= 1;
+                drop(w);
+                progress.chunk_done(size as u64, started.elapsed());
+            }
+            Ok(Err(e)) => {
+                warn!(chunk = index, error = %e, "cannot write a restored chunk");
+                put_back(&work, false);
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "chunk write failed to run");
+                put_back(&work, false);
+                return;
+            }
+        }
+    }
+}
+
+/// The block of the snapshot height, from any server, checked against the header.
+async fn fetch_block(servers: &[Server], target: &Target) -> Option<Block> {
+    let want = target.header.id();
+    for s in servers {
+        let r = timed(s.node.clone().get_block(pb::GetBlockRequest {
+            height: target.manifest.height.0,
+        }))
+        .await;
+        match r.map(|r| r.block.map(Block::from_proto)) {
+            Ok(Some(Ok(b))) if b.id() == want => return Some(b),
+            Ok(Some(Ok(_))) => warn!(server = %s.addr, "served a block that is not the certified one"),
+            Ok(_) => warn!(server = %s.addr, "served no valid block"),
+            Err(e) => warn!(server = %s.addr, error = %e, "cannot fetch the block"),
+        }
+    }
+    None
+}
