@@ -3,6 +3,7 @@
 
 mod node_service;
 mod query_service;
+mod sync_service;
 mod tx_service;
 
 use std::future::Future;
@@ -12,9 +13,45 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use node_service::{NodeApi, resolve_height, storage_status};
 pub use query_service::{QueryApi, proof_to_proto};
+pub use sync_service::{MAX_RANGE, SyncApi};
 pub use tx_service::{COMMIT_WAIT, TxApi, signed_header, submit_status};
 
 use crate::pb;
+
+/// A value a service needs that exists only once the node has synced: until
+/// then the service answers UNAVAILABLE.
+pub struct Ready<T>(std::sync::Arc<std::sync::OnceLock<T>>);
+
+impl<T> Clone for Ready<T> {
+    fn clone(&self) -> Ready<T> {
+        Ready(self.0.clone())
+    }
+}
+
+impl<T> Default for Ready<T> {
+    fn default() -> Ready<T> {
+        Ready::new()
+    }
+}
+
+impl<T> Ready<T> {
+    /// Not ready.
+    pub fn new() -> Ready<T> {
+        Ready(std::sync::Arc::new(std::sync::OnceLock::new()))
+    }
+
+    /// Ready with `v` (only the first call counts).
+    pub fn set(&self, v: T) {
+        let _ = self.0.set(v);
+    }
+
+    /// The value, or UNAVAILABLE.
+    pub fn get(&self) -> Result<&T, tonic::Status> {
+        self.0.get().ok_or_else(|| {
+            tonic::Status::unavailable("the node is syncing and cannot serve this yet")
+        })
+    }
+}
 
 /// The services a node serves.
 pub struct Services {
@@ -24,6 +61,8 @@ pub struct Services {
     pub tx: TxApi,
     /// State queries.
     pub query: QueryApi,
+    /// Snapshots and blocks for syncing nodes.
+    pub sync: SyncApi,
 }
 
 /// Serves the API on `listener` until `shutdown` completes.
@@ -42,6 +81,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<pb::query_service_server::QueryServiceServer<QueryApi>>()
+        .await;
+    health
+        .set_serving::<pb::sync_service_server::SyncServiceServer<SyncApi>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)

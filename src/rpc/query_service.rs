@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tonic::{Request, Response, Status};
 
+use super::Ready;
 use super::tx_service::signed_header;
 use crate::app::ledger::{Account, account_key, record_key};
 use crate::app::state::{StateProof, Terminal};
@@ -14,28 +15,46 @@ use crate::pb;
 use crate::pb::query_service_server::QueryService;
 use crate::types::PublicKey;
 
-/// Serves [`QueryService`].
-#[derive(Clone)]
-pub struct QueryApi {
+struct Inner {
     app: Arc<dyn Application>,
     store: Arc<dyn Store>,
 }
 
+/// Serves [`QueryService`]; answers UNAVAILABLE until the node follows the chain.
+#[derive(Clone)]
+pub struct QueryApi {
+    inner: Ready<Inner>,
+}
+
+impl Default for QueryApi {
+    fn default() -> QueryApi {
+        QueryApi::new()
+    }
+}
+
 impl QueryApi {
-    /// A service over a node's application and store.
-    pub fn new(app: Arc<dyn Application>, store: Arc<dyn Store>) -> QueryApi {
-        QueryApi { app, store }
+    /// A service that is not ready yet.
+    pub fn new() -> QueryApi {
+        QueryApi {
+            inner: Ready::new(),
+        }
+    }
+
+    /// Makes the service answer from a node's application and store.
+    pub fn ready(&self, app: Arc<dyn Application>, store: Arc<dyn Store>) {
+        self.inner.set(Inner { app, store });
     }
 
     fn query(&self, key: &[u8]) -> Result<(QueryResult, pb::SignedHeader), Status> {
-        let q = self.app.query(key).map_err(|e| match e {
+        let i = self.inner.get()?;
+        let q = i.app.query(key).map_err(|e| match e {
             AppError::Internal(m) => Status::internal(m),
             other => Status::failed_precondition(other.to_string()),
         })?;
         if q.height.0 == 0 {
             return Err(Status::unavailable("no block is committed yet"));
         }
-        let header = signed_header(self.store.as_ref(), q.height)?;
+        let header = signed_header(i.store.as_ref(), q.height)?;
         Ok((q, header))
     }
 }

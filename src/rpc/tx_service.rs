@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{resolve_height, storage_status};
+use super::{Ready, resolve_height, storage_status};
 use crate::app::{RejectCode, TxResult};
 use crate::codec::{Wire, decode_outcome, decode_tx};
 use crate::mempool::MempoolError;
@@ -27,17 +27,34 @@ pub const COMMIT_WAIT: Duration = Duration::from_secs(60);
 /// Blocks buffered per stream before the stream waits for its client.
 const STREAM_BUFFER: usize = 64;
 
-/// Serves [`TxService`].
-#[derive(Clone)]
-pub struct TxApi {
+struct Inner {
     pool: Arc<TxPool>,
     store: Arc<dyn Store>,
 }
 
+/// Serves [`TxService`]; answers UNAVAILABLE until the node follows the chain.
+#[derive(Clone)]
+pub struct TxApi {
+    inner: Ready<Inner>,
+}
+
+impl Default for TxApi {
+    fn default() -> TxApi {
+        TxApi::new()
+    }
+}
+
 impl TxApi {
-    /// A service over a node's pool and store.
-    pub fn new(pool: Arc<TxPool>, store: Arc<dyn Store>) -> TxApi {
-        TxApi { pool, store }
+    /// A service that is not ready yet.
+    pub fn new() -> TxApi {
+        TxApi {
+            inner: Ready::new(),
+        }
+    }
+
+    /// Makes the service answer from a node's pool and store.
+    pub fn ready(&self, pool: Arc<TxPool>, store: Arc<dyn Store>) {
+        self.inner.set(Inner { pool, store });
     }
 }
 
@@ -106,6 +123,7 @@ impl TxService for TxApi {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let i = self.inner.get()?;
         let req = req.into_inner();
         let mode = pb::SubmitMode::try_from(req.mode).unwrap_or(pb::SubmitMode::Unspecified);
         let wait = match mode {
@@ -113,14 +131,14 @@ impl TxService for TxApi {
             pb::SubmitMode::Committed => true,
         };
         let hash = Hash::digest(&req.tx);
-        let waiter = wait.then(|| self.pool.notifier().wait_for(hash));
-        let pool = self.pool.clone();
+        let waiter = wait.then(|| i.pool.notifier().wait_for(hash));
+        let pool = i.pool.clone();
         let tx = req.tx.clone();
         let admitted = tokio::task::spawn_blocking(move || pool.submit(tx, true))
             .await
             .map_err(|e| Status::internal(format!("admission task failed: {e}")))?;
         if let Err(e) = admitted {
-            self.pool.notifier().forget(&hash);
+            i.pool.notifier().forget(&hash);
             return Err(submit_status(&e));
         }
         let mut resp = pb::SubmitResponse {
@@ -159,28 +177,29 @@ impl TxService for TxApi {
         &self,
         req: Request<pb::GetTxRequest>,
     ) -> Result<Response<pb::GetTxResponse>, Status> {
+        let i = self.inner.get()?;
         let hash = hash_arg("hash", &req.into_inner().hash)?;
-        let (h, index) = self
+        let (h, index) = i
             .store
             .locate_tx(&hash)
             .map_err(storage_status)?
             .ok_or_else(|| Status::not_found(format!("transaction {hash} is not committed")))?;
-        let (block, _, results) = stored_with_results(self.store.as_ref(), h)?
+        let (block, _, results) = stored_with_results(i.store.as_ref(), h)?
             .ok_or_else(|| Status::unavailable(format!("block {h} is pruned on this node")))?;
-        let i = index as usize;
+        let pos = index as usize;
         let tx = block
             .txs
-            .get(i)
+            .get(pos)
             .cloned()
             .ok_or_else(|| Status::internal("transaction index out of range"))?;
         let leaves: Vec<Hash> = block.txs.iter().map(|t| merkle::leaf_hash(t)).collect();
-        let proof = merkle::MerkleProof::build(&leaves, i)
+        let proof = merkle::MerkleProof::build(&leaves, pos)
             .ok_or_else(|| Status::internal("cannot build the inclusion proof"))?;
         Ok(Response::new(pb::GetTxResponse {
             tx,
             height: h.0,
             index,
-            result: results.get(i).map(Wire::to_proto),
+            result: results.get(pos).map(Wire::to_proto),
             proof: Some(pb::MerkleProof {
                 index: proof.index,
                 total: proof.total,
@@ -190,7 +209,7 @@ impl TxService for TxApi {
                     .map(|s| Bytes::copy_from_slice(s.as_bytes()))
                     .collect(),
             }),
-            header: Some(signed_header(self.store.as_ref(), h)?),
+            header: Some(signed_header(i.store.as_ref(), h)?),
         }))
     }
 
@@ -200,10 +219,11 @@ impl TxService for TxApi {
         &self,
         req: Request<pb::StreamBlocksRequest>,
     ) -> Result<Response<Self::StreamBlocksStream>, Status> {
+        let i = self.inner.get()?;
         let from = req.into_inner().from_height;
-        let start = self.start_height(from)?;
-        let store = self.store.clone();
-        let mut heights = self.pool.notifier().heights();
+        let start = start_height(i.store.as_ref(), from)?;
+        let store = i.store.clone();
+        let mut heights = i.pool.notifier().heights();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
             let mut next = start;
@@ -248,9 +268,10 @@ impl TxService for TxApi {
                     .map_err(|e| Status::invalid_argument(format!("sender: {e}")))?,
             )
         };
-        let start = self.start_height(req.from_height)?;
-        let store = self.store.clone();
-        let mut heights = self.pool.notifier().heights();
+        let i = self.inner.get()?;
+        let start = start_height(i.store.as_ref(), req.from_height)?;
+        let store = i.store.clone();
+        let mut heights = i.pool.notifier().heights();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER * 16);
         tokio::spawn(async move {
             let mut next = start;
@@ -299,17 +320,15 @@ impl TxService for TxApi {
     }
 }
 
-impl TxApi {
-    /// Where a stream starts: `from` (checked against what is stored), or the next
-    /// block when 0.
-    fn start_height(&self, from: u64) -> Result<Height, Status> {
-        let latest = self.store.latest_height();
-        if from == 0 {
-            return Ok(latest.next());
-        }
-        if from > latest.0 {
-            return Ok(Height(from));
-        }
-        resolve_height(self.store.as_ref(), from)
+/// Where a stream starts: `from` (checked against what is stored), or the next
+/// block when 0.
+fn start_height(store: &dyn Store, from: u64) -> Result<Height, Status> {
+    let latest = store.latest_height();
+    if from == 0 {
+        return Ok(latest.next());
     }
+    if from > latest.0 {
+        return Ok(Height(from));
+    }
+    resolve_height(store, from)
 }
