@@ -45,6 +45,9 @@ enum Command {
         /// Home directory.
         #[arg(long)]
         home: PathBuf,
+        /// Restore the state from a peer's snapshot first (needs sync.rpc_servers).
+        #[arg(long)]
+        state_sync: bool,
     },
     /// Run a local N-validator network in this process until Ctrl-C.
     Devnet {
@@ -168,11 +171,14 @@ fn run(cli: Cli) -> Result<()> {
             chain_id,
         } => init(home, moniker, chain_id),
         Command::Testnet(a) => testnet(a),
-        Command::Start { home } => {
+        Command::Start { home, state_sync } => {
             let home = Home::new(home);
             let cfg = NodeConfig::load(&home.config())?;
             logging::init(&cfg.log.level, &cfg.log.format)?;
-            runtime()?.block_on(start(home))
+            let opts = consort::node::StartOptions {
+                state_sync: state_sync.then_some(true),
+            };
+            runtime()?.block_on(start(home, opts))
         }
         Command::Devnet {
             validators,
@@ -263,8 +269,8 @@ fn testnet(a: TestnetArgs) -> Result<()> {
     Ok(())
 }
 
-async fn start(home: Home) -> Result<()> {
-    let node = consort::node::start(&home).await?;
+async fn start(home: Home, opts: consort::node::StartOptions) -> Result<()> {
+    let node = consort::node::start_with(&home, opts).await?;
     let stop = node.shutdown_sender();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -134,6 +134,8 @@ pub struct Actor {
     /// Peers that gossiped invalid transactions, reported by admission jobs.
     pub(super) bad_tx_tx: mpsc::UnboundedSender<(PublicKey, usize)>,
     pub(super) bad_tx_rx: mpsc::UnboundedReceiver<(PublicKey, usize)>,
+    /// Takes snapshots every so many blocks.
+    pub(super) snapshotter: Arc<crate::sync::snapshotter::Snapshotter>,
 }
 
 impl Actor {
@@ -392,6 +394,7 @@ impl Actor {
         }
         self.on_block_committed(block, commit);
         self.after_commit(block, &exec.results);
+        self.snapshotter.on_commit(height);
         self.execs.clear();
         self.timers.forget_below(height.next());
         self.prune();
@@ -425,8 +428,20 @@ impl Actor {
             return;
         }
         let latest = self.store.latest_height().0;
-        if latest > keep && (latest % 100 == 0) {
-            if let Err(e) = self.store.prune_below(Height(latest - keep + 1)) {
+        if latest <= keep || latest % 100 != 0 {
+            return;
+        }
+        // Keep the blocks of the snapshots served: a joiner fetches the block of
+        // the snapshot height.
+        let oldest_snapshot = self
+            .store
+            .snapshot_heights()
+            .ok()
+            .and_then(|h| h.first().copied())
+            .map_or(u64::MAX, |h| h.0);
+        let below = (latest - keep + 1).min(oldest_snapshot);
+        if below > self.store.base_height().0 {
+            if let Err(e) = self.store.prune_below(Height(below)) {
                 warn!(error = %e, "pruning failed");
             }
         }

@@ -41,14 +41,15 @@ use crate::consensus::{Consensus, Input, Params};
 use crate::metrics::{NodeMetrics, Renderer};
 use crate::net::{NetConfig, Network, PeerAddr};
 use crate::storage::{
-    BlockStore, MetaStore, SigningStateFile, SledStore, TxIndexStore, WalEntry, WalStore,
+    BlockStore, MetaStore, SigningStateFile, SledStore, SnapshotStore, TxIndexStore, WalEntry,
+    WalStore,
 };
 use crate::types::{Hash, Height, PublicKey, Timestamp};
 
 /// Everything a node stores, behind one object.
-pub trait Store: BlockStore + WalStore + MetaStore + TxIndexStore {}
+pub trait Store: BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore {}
 
-impl<T: BlockStore + WalStore + MetaStore + TxIndexStore> Store for T {}
+impl<T: BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore> Store for T {}
 
 /// A running node.
 pub struct NodeHandle {
@@ -151,9 +152,25 @@ async fn gossip_txs(mut rx: mpsc::Receiver<bytes::Bytes>, net: Network) {
     }
 }
 
+/// Options of one run that override the configuration file.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// Force state sync on (or off) for this run.
+    pub state_sync: Option<bool>,
+}
+
 /// Opens the node in `home` and starts it.
 pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
-    let cfg = NodeConfig::load(&home.config())?;
+    start_with(home, StartOptions::default()).await
+}
+
+/// Opens the node in `home` and starts it, with overrides.
+pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, NodeError> {
+    let mut cfg = NodeConfig::load(&home.config())?;
+    if let Some(s) = opts.state_sync {
+        cfg.sync.state_sync = s;
+        cfg.validate(&home.config())?;
+    }
     let genesis = Genesis::load(&home.genesis())?;
     let key = read_key(&home.node_key())?;
     let config_path = home.config();
@@ -166,6 +183,8 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
     );
     let is_validator = set.get(&key.public()).is_some();
 
+    // Storage and the signing state. A corrupt signing state stops the node:
+    // better not to run than to risk a double sign.
     std::fs::create_dir_all(home.data())
         .map_err(|e| NodeError::Config(crate::config::ConfigError::io(&home.data(), e)))?;
     let sled = SledStore::open(&home.data().join("db"))?;
@@ -173,6 +192,84 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
     let store: Arc<dyn Store> = Arc::new(sled);
     let signing = SigningStateFile::new(home.signing_state());
     let persisted = signing.load().map_err(NodeError::SigningState)?;
+
+    let metrics = Arc::new(NodeMetrics::default());
+    let mut status = NodeStatus::new(
+        genesis.chain_id.clone(),
+        cfg.moniker.clone(),
+        key.public(),
+        is_validator,
+    );
+    let (status_tx, status_rx) = watch::channel(status.clone());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    // The API comes up first, so that an operator can watch a long sync; the
+    // services that need synced state answer UNAVAILABLE until then.
+    let grpc_listener = bind_tcp(&cfg.rpc.listen, "gRPC").await?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|e| NodeError::Server(e.to_string()))?;
+    let tx_api = crate::rpc::TxApi::new();
+    let query_api = crate::rpc::QueryApi::new();
+    let services = crate::rpc::Services {
+        node: crate::rpc::NodeApi::new(status_rx.clone(), store.clone(), set.clone()),
+        tx: tx_api.clone(),
+        query: query_api.clone(),
+        sync: crate::rpc::SyncApi::new(store.clone()),
+    };
+    let mut rpc_shutdown = shutdown_rx.clone();
+    let rpc_task = tokio::spawn(crate::rpc::serve(
+        grpc_listener,
+        services,
+        cfg.rpc.max_request_bytes,
+        async move {
+            let _ = rpc_shutdown.wait_for(|s| *s).await;
+        },
+    ));
+    let metrics_cell: Arc<std::sync::OnceLock<Network>> = Arc::new(std::sync::OnceLock::new());
+    let mut metrics_addr = None;
+    let mut metrics_task = None;
+    if !cfg.metrics.listen.is_empty() {
+        let l = bind_tcp(&cfg.metrics.listen, "metrics").await?;
+        metrics_addr = l.local_addr().ok();
+        let m = metrics.clone();
+        let n = metrics_cell.clone();
+        let render = Arc::new(move || {
+            let mut r = Renderer::default();
+            m.render_into(&mut r);
+            if let Some(n) = n.get() {
+                n.stats().render_into(&mut r);
+            }
+            r.finish()
+        });
+        metrics_task = Some(tokio::spawn(crate::metrics::serve(l, render)));
+    }
+
+    // State sync, for a node with no history.
+    if cfg.sync.state_sync && store.latest_height().0 == 0 {
+        status.sync_phase = SyncPhase::StateSync;
+        let _ = status_tx.send(status.clone());
+        let progress = Arc::new(crate::sync::progress::Progress::new(metrics.clone()));
+        let sync_cfg = crate::sync::state_sync::StateSyncConfig {
+            chain_id: genesis.chain_id.clone(),
+            validators: (*set).clone(),
+            servers: cfg.sync.rpc_servers.clone(),
+            fetchers_per_server: cfg.sync.fetchers_per_peer,
+        };
+        let sync_store: Arc<dyn crate::sync::state_sync::SyncStore> = store.clone();
+        let sync = crate::sync::state_sync::run(&sync_cfg, sync_store, state_backend.clone(), progress);
+        let mut stop = shutdown_rx.clone();
+        tokio::select! {
+            r = sync => {
+                r.map_err(|e| NodeError::Inconsistent(e.to_string()))?;
+            }
+            _ = stop.wait_for(|s| *s) => {
+                return Err(NodeError::Inconsistent("stopped during state sync".into()));
+            }
+        }
+        status.sync_phase = SyncPhase::BlockSync;
+    }
+
     let app: Arc<dyn Application> = Arc::new(Ledger::open(
         &genesis.chain_id,
         state_backend,
@@ -205,19 +302,13 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
     })
     .await
     .map_err(|e| NodeError::Net(e.to_string()))?;
+    let _ = metrics_cell.set(net.clone());
 
-    let metrics = Arc::new(NodeMetrics::default());
     let latest = store.latest_height();
     let last_block_time = match store.block(latest)? {
         Some(b) => b.header.time,
         None => genesis.genesis_time(),
     };
-    let mut status = NodeStatus::new(
-        genesis.chain_id.clone(),
-        cfg.moniker.clone(),
-        key.public(),
-        is_validator,
-    );
     status.height = latest;
     status.latest_block_time = if latest.0 == 0 {
         Timestamp(0)
@@ -225,8 +316,7 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
         last_block_time
     };
     status.latest_block_hash = store.block_id(latest)?;
-    let (status_tx, status_rx) = watch::channel(status.clone());
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let _ = status_tx.send(status.clone());
 
     let rules = blocks::BlockRules::new(
         genesis.chain_id.clone(),
@@ -258,6 +348,16 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
     ));
     let gossip_task = tokio::spawn(gossip_txs(gossip_rx, net.clone()));
     let (bad_tx_tx, bad_tx_rx) = mpsc::unbounded_channel();
+    let snapshot_store: Arc<dyn crate::storage::SnapshotStore> = store.clone();
+    let snapshotter = Arc::new(crate::sync::snapshotter::Snapshotter::new(
+        app.clone(),
+        snapshot_store,
+        crate::sync::snapshotter::SnapshotPolicy {
+            interval: cfg.sync.snapshot_interval,
+            keep: cfg.sync.snapshot_keep,
+            chunk_bytes: cfg.sync.chunk_bytes,
+        },
+    ));
     let mut actor = actor::Actor {
         core,
         rules,
@@ -290,6 +390,7 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
         txpool: txpool.clone(),
         bad_tx_tx,
         bad_tx_rx,
+        snapshotter,
     };
     metrics.height.set(latest.0 as i64);
     // Resume: start the next height, then replay what the WAL kept of it.
@@ -311,43 +412,8 @@ pub async fn start(home: &Home) -> Result<NodeHandle, NodeError> {
             },
         });
     }
-
-    // gRPC.
-    let grpc_listener = bind_tcp(&cfg.rpc.listen, "gRPC").await?;
-    let grpc_addr = grpc_listener
-        .local_addr()
-        .map_err(|e| NodeError::Server(e.to_string()))?;
-    let services = crate::rpc::Services {
-        node: crate::rpc::NodeApi::new(status_rx.clone(), store.clone(), set.clone()),
-        tx: crate::rpc::TxApi::new(txpool.clone(), store.clone()),
-        query: crate::rpc::QueryApi::new(app.clone(), store.clone()),
-    };
-    let mut rpc_shutdown = shutdown_rx.clone();
-    let rpc_task = tokio::spawn(crate::rpc::serve(
-        grpc_listener,
-        services,
-        cfg.rpc.max_request_bytes,
-        async move {
-            let _ = rpc_shutdown.wait_for(|s| *s).await;
-        },
-    ));
-
-    // Metrics.
-    let mut metrics_addr = None;
-    let mut metrics_task = None;
-    if !cfg.metrics.listen.is_empty() {
-        let l = bind_tcp(&cfg.metrics.listen, "metrics").await?;
-        metrics_addr = l.local_addr().ok();
-        let m = metrics.clone();
-        let n = net.clone();
-        let render = Arc::new(move || {
-            let mut r = Renderer::default();
-            m.render_into(&mut r);
-            n.stats().render_into(&mut r);
-            r.finish()
-        });
-        metrics_task = Some(tokio::spawn(crate::metrics::serve(l, render)));
-    }
+    tx_api.ready(txpool.clone(), store.clone());
+    query_api.ready(app.clone(), store.clone());
 
     info!(
         chain = %genesis.chain_id,
