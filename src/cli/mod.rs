@@ -64,6 +64,13 @@ enum Command {
         #[arg(long)]
         fast: bool,
     },
+    /// Check a node through the standard gRPC health service; exits non-zero
+    /// unless it is serving (for container health checks).
+    Health {
+        /// gRPC address of the node.
+        #[arg(long, default_value = "127.0.0.1:26657")]
+        node: String,
+    },
     /// Show a node's status.
     Status {
         /// gRPC address of the node.
@@ -187,6 +194,7 @@ fn run(cli: Cli) -> Result<()> {
             fast,
         } => runtime()?.block_on(devnet::run(validators, dir, base_port, fast)),
         Command::Status { node, json } => runtime()?.block_on(query::status(&node, json)),
+        Command::Health { node } => runtime()?.block_on(query::health(&node)),
         Command::Query { what } => runtime()?.block_on(query::run(what)),
         Command::Tx { what } => runtime()?.block_on(tx::run(what)),
         Command::Keys { what } => match what {

@@ -91,6 +91,26 @@ fn hex_or_empty(b: &[u8]) -> String {
     hex::encode(b)
 }
 
+/// Asks the gRPC health service; an error unless SERVING.
+pub async fn health(node: &str) -> Result<()> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let c = Client::connect(node).await?;
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        HealthClient::new(c.channel()).check(HealthCheckRequest { service: String::new() }),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("health check timed out"))??
+    .into_inner();
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    if r.status != serving {
+        anyhow::bail!("not serving (status {})", r.status);
+    }
+    println!("serving");
+    Ok(())
+}
+
 /// Prints a node's status.
 pub async fn status(node: &str, as_json: bool) -> Result<()> {
     let c = Client::connect(node).await?;

@@ -1,5 +1,6 @@
 //! Prometheus metrics of a node, and the HTTP endpoint that serves them.
 
+pub mod process;
 mod registry;
 mod server;
 

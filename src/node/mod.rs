@@ -237,6 +237,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         let render = Arc::new(move || {
             let mut r = Renderer::default();
             m.render_into(&mut r);
+            crate::metrics::process::render_into(&mut r);
             if let Some(n) = n.get() {
                 n.stats().render_into(&mut r);
             }
