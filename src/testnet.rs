@@ -20,8 +20,9 @@ pub struct TestnetSpec {
     /// Output directory; node homes go to `out/<name>`.
     pub out: PathBuf,
     /// First port. Without `hosts`, node i uses `base_port + 10 i` (+0 p2p, +1
-    /// gRPC, +2 metrics) on 127.0.0.1; with `hosts`, every node uses the base
-    /// ports on its own host.
+    /// gRPC, +2 metrics) on 127.0.0.1; with `hosts`, every node uses the same
+    /// ports on its own host (+0 p2p, +1 gRPC, +4 metrics: 26656, 26657, 26660
+    /// from the default 26656).
     pub base_port: u16,
     /// Chain id.
     pub chain_id: String,
@@ -117,10 +118,10 @@ pub fn generate(spec: &TestnetSpec) -> Result<Vec<NodeEntry>, ConfigError> {
     let keys: Vec<Keypair> = (0..total).map(|_| Keypair::generate()).collect();
     let addr = |i: usize, offset: u16| -> (String, String) {
         match &spec.hosts {
-            Some(hosts) => (
-                format!("{}:{}", hosts[i], spec.base_port + offset),
-                format!("0.0.0.0:{}", spec.base_port + offset),
-            ),
+            Some(hosts) => {
+                let port = spec.base_port + if offset == 2 { 4 } else { offset };
+                (format!("{}:{port}", hosts[i]), format!("0.0.0.0:{port}"))
+            }
             None => {
                 let a = format!("127.0.0.1:{}", spec.base_port + (i as u16) * 10 + offset);
                 (a.clone(), a)
