@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "proto/consort/v1/types.proto",
     "proto/consort/v1/wire.proto",
     "proto/consort/v1/node.proto",
+    "proto/consort/v1/storage.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

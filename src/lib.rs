@@ -12,4 +12,5 @@
 pub mod codec;
 pub mod consensus;
 pub mod pb;
+pub mod storage;
 pub mod types;
