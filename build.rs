@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/consort/v1/node.proto",
     "proto/consort/v1/tx.proto",
     "proto/consort/v1/sync.proto",
+    "proto/consort/v1/storage.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod node;
 pub mod pb;
 pub mod rpc;
+pub mod storage;
 pub mod sync;
 pub mod testnet;
 pub mod types;

@@ -1,0 +1,71 @@
+//! The ordered byte maps the stores are built on, so that the store logic (heights,
+//! refusals, pruning, WAL framing) is written once for sled and for memory.
+
+use super::StorageError;
+
+/// The trees (key spaces) of a store.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(super) enum TreeId {
+    /// Decided blocks: big-endian height -> block record.
+    Blocks,
+    /// Consensus WAL: big-endian (height, sequence) -> framed entry.
+    Wal,
+    /// Node metadata: key -> value.
+    Meta,
+}
+
+impl TreeId {
+    /// Every tree, in a fixed order.
+    pub(super) const ALL: [TreeId; 3] = [TreeId::Blocks, TreeId::Wal, TreeId::Meta];
+
+    /// Stable name on disk.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            TreeId::Blocks => "blocks",
+            TreeId::Wal => "wal",
+            TreeId::Meta => "meta",
+        }
+    }
+
+    /// Position in [`TreeId::ALL`].
+    pub(super) fn index(self) -> usize {
+        match self {
+            TreeId::Blocks => 0,
+            TreeId::Wal => 1,
+            TreeId::Meta => 2,
+        }
+    }
+}
+
+/// A key and its value.
+pub(super) type Entry = (Vec<u8>, Vec<u8>);
+
+/// The smallest and the largest key of a tree.
+pub(super) type FirstLast = (Vec<u8>, Vec<u8>);
+
+/// Ordered maps of bytes to bytes, one per [`TreeId`].
+///
+/// Each single call is atomic. Nothing is durable until [`Engine::flush`]
+/// returns, which makes every earlier write of every tree durable.
+pub(super) trait Engine: Send + Sync + 'static {
+    /// The value under `key`.
+    fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Sets `key` to `value`.
+    fn insert(&self, tree: TreeId, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
+
+    /// Removes `keys`, all or none.
+    fn remove_all(&self, tree: TreeId, keys: &[Vec<u8>]) -> Result<(), StorageError>;
+
+    /// Entries with `start <= key < end`, in key order.
+    fn scan(&self, tree: TreeId, start: &[u8], end: &[u8]) -> Result<Vec<Entry>, StorageError>;
+
+    /// Keys with `start <= key < end`, in key order.
+    fn keys(&self, tree: TreeId, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>, StorageError>;
+
+    /// The smallest and the largest key of `tree`, if it is not empty.
+    fn bounds(&self, tree: TreeId) -> Result<Option<FirstLast>, StorageError>;
+
+    /// Makes every write made before the call durable (fsync).
+    fn flush(&self) -> Result<(), StorageError>;
+}
