@@ -12,11 +12,25 @@ pub(super) enum TreeId {
     Wal,
     /// Node metadata: key -> value.
     Meta,
+    /// Application state: key hash -> entry; the empty key holds the applied height.
+    State,
+    /// Transaction index: hash -> (height, index); the empty key holds the
+    /// indexed height.
+    TxIndex,
+    /// Snapshots: (height, 0) -> manifest; (height, 1, index) -> chunk.
+    Snapshots,
 }
 
 impl TreeId {
     /// Every tree, in a fixed order.
-    pub(super) const ALL: [TreeId; 3] = [TreeId::Blocks, TreeId::Wal, TreeId::Meta];
+    pub(super) const ALL: [TreeId; 6] = [
+        TreeId::Blocks,
+        TreeId::Wal,
+        TreeId::Meta,
+        TreeId::State,
+        TreeId::TxIndex,
+        TreeId::Snapshots,
+    ];
 
     /// Stable name on disk.
     pub(super) fn name(self) -> &'static str {
@@ -24,6 +38,9 @@ impl TreeId {
             TreeId::Blocks => "blocks",
             TreeId::Wal => "wal",
             TreeId::Meta => "meta",
+            TreeId::State => "state",
+            TreeId::TxIndex => "txindex",
+            TreeId::Snapshots => "snapshots",
         }
     }
 
@@ -33,6 +50,9 @@ impl TreeId {
             TreeId::Blocks => 0,
             TreeId::Wal => 1,
             TreeId::Meta => 2,
+            TreeId::State => 3,
+            TreeId::TxIndex => 4,
+            TreeId::Snapshots => 5,
         }
     }
 }
@@ -56,6 +76,18 @@ pub(super) trait Engine: Send + Sync + 'static {
 
     /// Removes `keys`, all or none.
     fn remove_all(&self, tree: TreeId, keys: &[Vec<u8>]) -> Result<(), StorageError>;
+
+    /// Sets (`Some`) or removes (`None`) every key, all or none.
+    fn apply(&self, tree: TreeId, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StorageError>;
+
+    /// At most `limit` entries with `start <= key < end`, in key order.
+    fn scan_limit(
+        &self,
+        tree: TreeId,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError>;
 
     /// Entries with `start <= key < end`, in key order.
     fn scan(&self, tree: TreeId, start: &[u8], end: &[u8]) -> Result<Vec<Entry>, StorageError>;

@@ -9,7 +9,7 @@ use super::StorageError;
 use super::engine::{Engine, Entry, FirstLast, TreeId};
 use super::kv_store::{KvStore, impl_store_traits};
 
-type Trees = [BTreeMap<Vec<u8>, Vec<u8>>; 3];
+type Trees = [BTreeMap<Vec<u8>, Vec<u8>>; 6];
 
 /// Trees in ordered maps; `flush` has nothing to do.
 #[derive(Default)]
@@ -48,6 +48,39 @@ impl Engine for MemEngine {
             trees[tree.index()].remove(k);
         }
         Ok(())
+    }
+
+    fn apply(&self, tree: TreeId, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StorageError> {
+        let mut trees = self.lock();
+        let t = &mut trees[tree.index()];
+        for (k, v) in ops {
+            match v {
+                Some(v) => {
+                    t.insert(k.clone(), v.clone());
+                }
+                None => {
+                    t.remove(k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_limit(
+        &self,
+        tree: TreeId,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(self.lock()[tree.index()]
+            .range(range(start, end))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn scan(&self, tree: TreeId, start: &[u8], end: &[u8]) -> Result<Vec<Entry>, StorageError> {
@@ -122,3 +155,14 @@ impl std::fmt::Debug for MemStore {
 }
 
 impl_store_traits!(MemStore);
+super::tx_index::impl_tx_index!(MemStore);
+super::snapshots::impl_snapshots!(MemStore);
+
+impl MemStore {
+    /// The application state tree of this store.
+    pub fn state_backend(&self) -> Arc<dyn super::state::StateBackend> {
+        Arc::new(super::state::StateTree {
+            inner: self.inner.clone(),
+        })
+    }
+}

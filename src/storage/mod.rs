@@ -29,7 +29,10 @@ mod kv_store;
 mod mem_store;
 mod signing_state;
 mod sled_store;
+mod snapshots;
+pub mod state;
 pub mod traits;
+mod tx_index;
 
 #[cfg(test)]
 mod tests;
@@ -39,4 +42,7 @@ pub use fsync_latency::{FsyncLatency, measure_fsync_latency};
 pub use mem_store::MemStore;
 pub use signing_state::SigningStateFile;
 pub use sled_store::{SledOptions, SledStore};
+pub use snapshots::SnapshotStore;
+pub use state::StateBackend;
 pub use traits::{BlockStore, MetaStore, StoredBlock, WalEntry, WalStore};
+pub use tx_index::TxIndexStore;

@@ -62,7 +62,7 @@ impl Default for SledOptions {
 /// one thread at a time, with a clone per thread.
 #[derive(Clone)]
 struct Handles {
-    trees: [Tree; 3],
+    trees: [Tree; 6],
 }
 
 /// One sled database, shared by threads through a pool of handles.
@@ -95,6 +95,9 @@ impl SledEngine {
                 open(TreeId::ALL[0])?,
                 open(TreeId::ALL[1])?,
                 open(TreeId::ALL[2])?,
+                open(TreeId::ALL[3])?,
+                open(TreeId::ALL[4])?,
+                open(TreeId::ALL[5])?,
             ],
         };
         Ok(SledEngine {
@@ -159,6 +162,35 @@ impl Engine for SledEngine {
             batch.remove(k.as_slice());
         }
         self.on(tree, "apply batch", |t| t.apply_batch(batch))
+    }
+
+    fn apply(&self, tree: TreeId, ops: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in ops {
+            match v {
+                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                None => batch.remove(k.as_slice()),
+            }
+        }
+        self.on(tree, "apply batch", |t| t.apply_batch(batch))
+    }
+
+    fn scan_limit(
+        &self,
+        tree: TreeId,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StorageError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.on(tree, "scan", |t| {
+            t.range(start..end)
+                .take(limit)
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
+                .collect()
+        })
     }
 
     fn scan(&self, tree: TreeId, start: &[u8], end: &[u8]) -> Result<Vec<Entry>, StorageError> {
@@ -266,3 +298,14 @@ impl std::fmt::Debug for SledStore {
 }
 
 impl_store_traits!(SledStore);
+super::tx_index::impl_tx_index!(SledStore);
+super::snapshots::impl_snapshots!(SledStore);
+
+impl SledStore {
+    /// The application state tree of this store.
+    pub fn state_backend(&self) -> Arc<dyn super::state::StateBackend> {
+        Arc::new(super::state::StateTree {
+            inner: self.inner.clone(),
+        })
+    }
+}

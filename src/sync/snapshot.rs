@@ -11,7 +11,7 @@
 use bytes::Bytes;
 use prost::Message;
 
-use crate::app::state::Entry;
+use crate::app::state::{AsLeaf, Entry};
 use crate::app::state::smt::{self, BUCKET_BITS, BUCKETS, Leaf, TopNode, TopTree};
 use crate::pb;
 use crate::types::{Hash, Height};

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
-use super::backend::{Change, Entry, StateBackend, StateError, bucket_start};
+use super::backend::{AsLeaf, Change, Entry, StateBackend, StateError, bucket_start};
 use super::smt::{self, BUCKET_BITS, BUCKETS, Leaf, StateProof, TopNode, TopTree};
 use crate::types::{Hash, Height};
 

@@ -6,6 +6,6 @@ pub mod committed;
 pub mod delta;
 pub mod smt;
 
-pub use backend::{Change, Entry, MemBackend, StateBackend, StateError};
+pub use backend::{AsLeaf, Change, Entry, MemBackend, StateBackend, StateError};
 pub use committed::{CommittedState, PreparedChanges};
 pub use smt::{Proven, StateProof, Terminal};

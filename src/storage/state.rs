@@ -1,0 +1,248 @@
+//! The application state tree: entries ordered by key hash, with the height
+//! whose changes were applied last.
+//!
+//! Layout (tree `state`): key hash (32 bytes) -> u32 key length, key, value; the
+//! empty key holds the applied height (8 bytes, big-endian), written in the same
+//! batch as the changes of that height.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use super::StorageError;
+use super::engine::{Engine, TreeId};
+use super::kv_store::KvStore;
+use crate::types::{Hash, Height};
+
+/// A state entry: the application's key and value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The key (as the application builds it).
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+impl Entry {
+    /// SHA-256 of the key: the entry's position in the state tree.
+    pub fn kh(&self) -> Hash {
+        Hash::digest(&self.key)
+    }
+
+    /// SHA-256 of the value.
+    pub fn value_hash(&self) -> Hash {
+        Hash::digest(&self.value)
+    }
+}
+
+/// A state change: the entry under a key hash set or removed.
+pub type Change = (Hash, Option<Entry>);
+
+/// Why the state store failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StateError(pub String);
+
+impl From<StorageError> for StateError {
+    fn from(e: StorageError) -> StateError {
+        StateError(e.to_string())
+    }
+}
+
+/// The committed state: entries ordered by key hash.
+pub trait StateBackend: Send + Sync + 'static {
+    /// The entry under `kh`.
+    fn get(&self, kh: &Hash) -> Result<Option<Entry>, StateError>;
+
+    /// Every entry whose key hash starts with the two bytes of `bucket`, sorted
+    /// by key hash.
+    fn bucket(&self, bucket: usize) -> Result<Vec<(Hash, Entry)>, StateError>;
+
+    /// Applies the changes of block `height` and records `height` as applied, in
+    /// one atomic write. Need not be durable: the block log is, and changes above
+    /// [`StateBackend::applied_height`] are replayed from it after a crash.
+    fn apply(&self, height: Height, changes: &[Change]) -> Result<(), StateError>;
+
+    /// The height whose changes were applied last.
+    fn applied_height(&self) -> Result<Height, StateError>;
+
+    /// Up to `limit` entries with key hash at or after `from`, in order.
+    fn range(&self, from: &Hash, limit: usize) -> Result<Vec<(Hash, Entry)>, StateError>;
+
+    /// Removes every entry and the applied height (before restoring a snapshot).
+    fn clear(&self) -> Result<(), StateError>;
+}
+
+/// First key hash of a bucket (its two-byte prefix).
+pub fn bucket_start(bucket: usize) -> Hash {
+    let mut h = [0u8; 32];
+    h[0] = (bucket >> 8) as u8;
+    h[1] = bucket as u8;
+    Hash(h)
+}
+
+fn bucket_end(bucket: usize) -> Vec<u8> {
+    if bucket >= 0xffff {
+        vec![0xff; 33]
+    } else {
+        bucket_start(bucket + 1).0.to_vec()
+    }
+}
+
+fn encode_entry(e: &Entry) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + e.key.len() + e.value.len());
+    v.extend_from_slice(&(e.key.len() as u32).to_be_bytes());
+    v.extend_from_slice(&e.key);
+    v.extend_from_slice(&e.value);
+    v
+}
+
+fn decode_entry(kh: &[u8], b: &[u8]) -> Result<(Hash, Entry), StateError> {
+    let corrupt = |why: &str| StateError(format!("corrupt state entry: {why}"));
+    let kh = Hash::from_slice(kh).map_err(|_| corrupt("key is not a hash"))?;
+    let len = b.get(..4).ok_or_else(|| corrupt("truncated"))?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let key = b.get(4..4 + len).ok_or_else(|| corrupt("truncated key"))?.to_vec();
+    let value = b[4 + len..].to_vec();
+    Ok((kh, Entry { key, value }))
+}
+
+/// The state tree of a store.
+pub(super) struct StateTree<E> {
+    pub(super) inner: Arc<KvStore<E>>,
+}
+
+impl<E: Engine> StateBackend for StateTree<E> {
+    fn get(&self, kh: &Hash) -> Result<Option<Entry>, StateError> {
+        match self.inner.engine.get(TreeId::State, kh.as_bytes())? {
+            Some(v) => decode_entry(kh.as_bytes(), &v).map(|(_, e)| Some(e)),
+            None => Ok(None),
+        }
+    }
+
+    fn bucket(&self, bucket: usize) -> Result<Vec<(Hash, Entry)>, StateError> {
+        let start = bucket_start(bucket);
+        self.inner
+            .engine
+            .scan(TreeId::State, start.as_bytes(), &bucket_end(bucket))?
+            .into_iter()
+            .map(|(k, v)| decode_entry(&k, &v))
+            .collect()
+    }
+
+    fn apply(&self, height: Height, changes: &[Change]) -> Result<(), StateError> {
+        let mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = changes
+            .iter()
+            .map(|(kh, e)| (kh.as_bytes().to_vec(), e.as_ref().map(encode_entry)))
+            .collect();
+        ops.push((Vec::new(), Some(height.0.to_be_bytes().to_vec())));
+        self.inner.engine.apply(TreeId::State, &ops)?;
+        Ok(())
+    }
+
+    fn applied_height(&self) -> Result<Height, StateError> {
+        match self.inner.engine.get(TreeId::State, &[])? {
+            Some(v) => {
+                let b: [u8; 8] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StateError("corrupt applied height".into()))?;
+                Ok(Height(u64::from_be_bytes(b)))
+            }
+            None => Ok(Height(0)),
+        }
+    }
+
+    fn range(&self, from: &Hash, limit: usize) -> Result<Vec<(Hash, Entry)>, StateError> {
+        self.inner
+            .engine
+            .scan_limit(TreeId::State, from.as_bytes(), &[0xff; 33], limit)?
+            .into_iter()
+            .map(|(k, v)| decode_entry(&k, &v))
+            .collect()
+    }
+
+    fn clear(&self) -> Result<(), StateError> {
+        loop {
+            let keys: Vec<Vec<u8>> = self
+                .inner
+                .engine
+                .scan_limit(TreeId::State, &[], &[0xff; 33], 10_000)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            if keys.is_empty() {
+                return Ok(());
+            }
+            self.inner.engine.remove_all(TreeId::State, &keys)?;
+        }
+    }
+}
+
+/// The state in memory alone, for tests of the application.
+#[derive(Debug, Default)]
+pub struct MemBackend {
+    inner: RwLock<(BTreeMap<Hash, Entry>, Height)>,
+}
+
+impl MemBackend {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, (BTreeMap<Hash, Entry>, Height)> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, (BTreeMap<Hash, Entry>, Height)> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl StateBackend for MemBackend {
+    fn get(&self, kh: &Hash) -> Result<Option<Entry>, StateError> {
+        Ok(self.read().0.get(kh).cloned())
+    }
+
+    fn bucket(&self, bucket: usize) -> Result<Vec<(Hash, Entry)>, StateError> {
+        let start = bucket_start(bucket);
+        let g = self.read();
+        Ok(g.0
+            .range(start..)
+            .take_while(|(kh, _)| ((kh.0[0] as usize) << 8 | kh.0[1] as usize) == bucket)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect())
+    }
+
+    fn apply(&self, height: Height, changes: &[Change]) -> Result<(), StateError> {
+        let mut g = self.write();
+        for (kh, e) in changes {
+            match e {
+                Some(e) => {
+                    g.0.insert(*kh, e.clone());
+                }
+                None => {
+                    g.0.remove(kh);
+                }
+            }
+        }
+        g.1 = height;
+        Ok(())
+    }
+
+    fn applied_height(&self) -> Result<Height, StateError> {
+        Ok(self.read().1)
+    }
+
+    fn range(&self, from: &Hash, limit: usize) -> Result<Vec<(Hash, Entry)>, StateError> {
+        Ok(self
+            .read()
+            .0
+            .range(*from..)
+            .take(limit)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect())
+    }
+
+    fn clear(&self) -> Result<(), StateError> {
+        let mut g = self.write();
+        g.0.clear();
+        g.1 = Height(0);
+        Ok(())
+    }
+}
