@@ -513,26 +513,24 @@ impl Consensus {
                 let id = p.block_id;
                 match p.pol_round {
                     // L22: upon ⟨PROPOSAL, h_p, round_p, v, −1⟩ while step_p = propose
+                    // Until the runtime answers ValidateValue neither L22 nor L28
+                    // applies, but the rules below (L47) still do.
                     None => {
-                        let Some(valid) = self.validity_of(&id) else {
-                            return false;
-                        };
-                        // L23: valid(v) ∧ (lockedRound_p = −1 ∨ lockedValue_p = v)
-                        let ok = valid && self.locked.is_none_or(|(_, lv)| lv == id);
-                        let value = ok.then_some(id);
-                        self.vote(now, VoteType::Prevote, value, out); // L24 / L26
-                        self.step = Step::Prevote; // L27
-                        return true;
+                        if let Some(valid) = self.validity_of(&id) {
+                            // L23: valid(v) ∧ (lockedRound_p = −1 ∨ lockedValue_p = v)
+                            let ok = valid && self.locked.is_none_or(|(_, lv)| lv == id);
+                            let value = ok.then_some(id);
+                            self.vote(now, VoteType::Prevote, value, out); // L24 / L26
+                            self.step = Step::Prevote; // L27
+                            return true;
+                        }
                     }
                     // L28: upon ⟨PROPOSAL, h_p, round_p, v, vr⟩ AND 2f+1
                     // ⟨PREVOTE, h_p, vr, id(v)⟩ while step_p = propose ∧ (vr ≥ 0 ∧ vr < round_p)
                     Some(vr) if vr < round => {
                         let polka =
                             self.quorum(self.votes.power_for(vr, VoteType::Prevote, Some(&id)));
-                        if polka {
-                            let Some(valid) = self.validity_of(&id) else {
-                                return false;
-                            };
+                        if let (true, Some(valid)) = (polka, self.validity_of(&id)) {
                             // L29: valid(v) ∧ (lockedRound_p ≤ vr ∨ lockedValue_p = v)
                             let ok =
                                 valid && self.locked.is_none_or(|(lr, lv)| lr <= vr || lv == id);
