@@ -136,6 +136,8 @@ pub struct Actor {
     pub(super) bad_tx_rx: mpsc::UnboundedReceiver<(PublicKey, usize)>,
     /// Takes snapshots every so many blocks.
     pub(super) snapshotter: Arc<crate::sync::snapshotter::Snapshotter>,
+    /// Misbehaviour switched on for tests (debug builds only).
+    pub(super) faults: super::faults::Faults,
 }
 
 impl Actor {
@@ -274,10 +276,18 @@ impl Actor {
             .map(Evidence::DuplicateVote)
             .collect();
         let tx = self.jobs_tx.clone();
+        let invalid = self.faults.propose_invalid_tx;
         tokio::task::spawn_blocking(move || {
-            let result = rules
+            let mut result = rules
                 .build(height, proposer, txs, evidence)
                 .map_err(|e| e.to_string());
+            if invalid {
+                if let Ok((block, _)) = &mut result {
+                    // Test misbehaviour: a transaction no validator may accept.
+                    block.txs.push(bytes::Bytes::from_static(b"not a transaction"));
+                    block.header.data_hash = Block::data_hash_of(&block.txs);
+                }
+            }
             let _ = tx.send(JobDone::Built {
                 height,
                 round,

@@ -1,0 +1,35 @@
+//! Misbehaviour for tests: a validator that breaks the rules on purpose, so that
+//! tests can show the honest ones cope. Only debug builds read it (from the
+//! `CONSORT_FAULTS` environment variable, a comma-separated list); a release
+//! build never misbehaves, whatever its environment.
+
+/// Misbehaviours switched on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Our proposals carry a transaction that is not valid.
+    pub propose_invalid_tx: bool,
+}
+
+impl Faults {
+    /// Reads `CONSORT_FAULTS` in debug builds; nothing in release builds.
+    pub fn from_env() -> Faults {
+        if !cfg!(debug_assertions) {
+            return Faults::default();
+        }
+        let Ok(list) = std::env::var("CONSORT_FAULTS") else {
+            return Faults::default();
+        };
+        let mut f = Faults::default();
+        for item in list.split(',').map(str::trim) {
+            match item {
+                "propose-invalid-tx" => f.propose_invalid_tx = true,
+                "" => {}
+                other => tracing::warn!(fault = other, "unknown fault ignored"),
+            }
+        }
+        if f != Faults::default() {
+            tracing::warn!(faults = ?f, "TEST MISBEHAVIOUR SWITCHED ON");
+        }
+        f
+    }
+}
