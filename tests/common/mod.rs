@@ -17,6 +17,8 @@ pub struct Cluster {
     pub nodes: Vec<NodeEntry>,
     children: Vec<Option<Child>>,
     restarts: Vec<usize>,
+    envs: Vec<Vec<(String, String)>>,
+    args: Vec<Vec<String>>,
 }
 
 /// A base port unlikely to collide with other tests of the same run: each test
@@ -54,6 +56,8 @@ impl Cluster {
             nodes,
             children: (0..n).map(|_| None).collect(),
             restarts: vec![0; n],
+            envs: vec![Vec::new(); n],
+            args: vec![Vec::new(); n],
         }
     }
 
@@ -61,6 +65,16 @@ impl Cluster {
         self.dir
             .path()
             .join(format!("{}.{}.log", self.nodes[i].name, self.restarts[i]))
+    }
+
+    /// Sets an environment variable for node `i`'s next starts.
+    pub fn set_env(&mut self, i: usize, key: &str, value: &str) {
+        self.envs[i].push((key.to_string(), value.to_string()));
+    }
+
+    /// Extra command-line arguments for node `i`'s next starts.
+    pub fn set_args(&mut self, i: usize, args: &[&str]) {
+        self.args[i] = args.iter().map(|a| a.to_string()).collect();
     }
 
     /// Starts node `i` as a process.
@@ -73,6 +87,8 @@ impl Cluster {
             .arg("start")
             .arg("--home")
             .arg(&self.nodes[i].home)
+            .args(&self.args[i])
+            .envs(self.envs[i].iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
