@@ -40,6 +40,9 @@ pub struct TestnetSpec {
     pub members: usize,
     /// Genesis time in ms since the epoch.
     pub genesis_time_ms: u64,
+    /// Extra genesis accounts (keys derived from their index, not written out),
+    /// to start with a large state.
+    pub extra_accounts: u64,
 }
 
 impl TestnetSpec {
@@ -57,6 +60,7 @@ impl TestnetSpec {
             client_balance: 1_000_000_000,
             members: 0,
             genesis_time_ms: crate::node::now_ms().0,
+            extra_accounts: 0,
         }
     }
 }
@@ -153,6 +157,15 @@ pub fn generate(spec: &TestnetSpec) -> Result<Vec<NodeEntry>, ConfigError> {
                 public_key: *k,
                 balance: spec.client_balance,
             })
+            .chain((0..spec.extra_accounts).map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..8].copy_from_slice(&i.to_be_bytes());
+                seed[8] = 0xAC;
+                GenesisAccount {
+                    public_key: Keypair::from_seed(seed).public(),
+                    balance: 1,
+                }
+            }))
             .collect(),
     };
     genesis.validate(&out.join("genesis.json"))?;

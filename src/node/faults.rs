@@ -8,6 +8,10 @@
 pub struct Faults {
     /// Our proposals carry a transaction that is not valid.
     pub propose_invalid_tx: bool,
+    /// The sync service serves snapshot chunks with a flipped byte.
+    pub serve_corrupt_chunks: bool,
+    /// The sync service serves light blocks with a forged state root.
+    pub serve_forged_light_blocks: bool,
 }
 
 impl Faults {
@@ -23,6 +27,8 @@ impl Faults {
         for item in list.split(',').map(str::trim) {
             match item {
                 "propose-invalid-tx" => f.propose_invalid_tx = true,
+                "serve-corrupt-chunks" => f.serve_corrupt_chunks = true,
+                "serve-forged-light-blocks" => f.serve_forged_light_blocks = true,
                 "" => {}
                 other => tracing::warn!(fault = other, "unknown fault ignored"),
             }

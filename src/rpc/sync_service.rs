@@ -24,12 +24,16 @@ pub const MAX_RANGE: u64 = 10_000;
 #[derive(Clone)]
 pub struct SyncApi {
     store: Arc<dyn Store>,
+    faults: crate::node::faults::Faults,
 }
 
 impl SyncApi {
     /// A service over `store`.
     pub fn new(store: Arc<dyn Store>) -> SyncApi {
-        SyncApi { store }
+        SyncApi {
+            store,
+            faults: crate::node::faults::Faults::from_env(),
+        }
     }
 
     fn manifest(&self, height: u64) -> Result<pb::SnapshotManifest, Status> {
@@ -89,6 +93,12 @@ impl SyncService for SyncApi {
             .ok_or_else(|| {
                 Status::not_found(format!("no chunk {} of snapshot {} here", r.index, r.height))
             })?;
+        let mut chunk = chunk;
+        if self.faults.serve_corrupt_chunks && !chunk.is_empty() {
+            // Test misbehaviour: a flipped byte.
+            let i = chunk.len() / 2;
+            chunk[i] ^= 0x55;
+        }
         Ok(Response::new(pb::GetChunkResponse {
             chunk: chunk.into(),
         }))
@@ -109,8 +119,13 @@ impl SyncService for SyncApi {
             .commit(h)
             .map_err(storage_status)?
             .ok_or_else(|| Status::unavailable(format!("commit {h} is not stored")))?;
+        let mut header = block.header;
+        if self.faults.serve_forged_light_blocks {
+            // Test misbehaviour: a header the commit does not sign.
+            header.app_hash = crate::types::Hash::digest(b"forged state root");
+        }
         Ok(Response::new(pb::LightBlock {
-            header: Some(block.header.to_proto()),
+            header: Some(header.to_proto()),
             commit: Some(commit.to_proto()),
         }))
     }
