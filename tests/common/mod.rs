@@ -195,6 +195,28 @@ impl Cluster {
         out
     }
 
+    /// Everything node `i` logged, over all its runs.
+    pub fn log_of(&self, i: usize) -> String {
+        (1..=self.restarts[i])
+            .map(|run| {
+                let p = self
+                    .dir
+                    .path()
+                    .join(format!("{}.{}.log", self.nodes[i].name, run));
+                std::fs::read_to_string(p).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Edits node `i`'s config file.
+    pub fn edit_config(&self, i: usize, edit: impl FnOnce(&mut consort::config::NodeConfig)) {
+        let path = self.nodes[i].home.join("config.toml");
+        let mut cfg = consort::config::NodeConfig::load(&path).expect("config");
+        edit(&mut cfg);
+        std::fs::write(&path, cfg.to_commented_toml()).expect("write config");
+    }
+
     /// The home of node `i`.
     pub fn home(&self, i: usize) -> &Path {
         &self.nodes[i].home
