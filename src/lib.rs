@@ -14,6 +14,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod consensus;
+pub mod faults;
 pub mod mempool;
 pub mod metrics;
 pub mod node;

@@ -137,7 +137,7 @@ pub struct Actor {
     /// Takes snapshots every so many blocks.
     pub(super) snapshotter: Arc<crate::sync::snapshotter::Snapshotter>,
     /// Misbehaviour switched on for tests (debug builds only).
-    pub(super) faults: super::faults::Faults,
+    pub(super) faults: crate::faults::Faults,
 }
 
 impl Actor {

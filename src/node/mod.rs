@@ -13,7 +13,6 @@ pub mod actor;
 pub mod blocks;
 pub mod catchup;
 pub mod error;
-pub mod faults;
 pub mod gossip;
 pub mod notify;
 pub mod status;
@@ -393,7 +392,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         bad_tx_tx,
         bad_tx_rx,
         snapshotter,
-        faults: faults::Faults::from_env(),
+        faults: crate::faults::Faults::from_env(),
     };
     metrics.height.set(latest.0 as i64);
     // Resume: start the next height, then replay what the WAL kept of it.

@@ -24,7 +24,7 @@ pub const MAX_RANGE: u64 = 10_000;
 #[derive(Clone)]
 pub struct SyncApi {
     store: Arc<dyn Store>,
-    faults: crate::node::faults::Faults,
+    faults: crate::faults::Faults,
 }
 
 impl SyncApi {
@@ -32,7 +32,7 @@ impl SyncApi {
     pub fn new(store: Arc<dyn Store>) -> SyncApi {
         SyncApi {
             store,
-            faults: crate::node::faults::Faults::from_env(),
+            faults: crate::faults::Faults::from_env(),
         }
     }
 

@@ -463,6 +463,7 @@ async fn fetcher(
 ) {
     let height = manifest.height;
     let mut failures = 0;
+    let throttle = Duration::from_millis(crate::faults::Faults::from_env().sync_throttle_ms);
     loop {
         let index = {
             let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
@@ -535,6 +536,9 @@ async fn fetcher(
                 w.remaining -= 1;
                 drop(w);
                 progress.chunk_done(size as u64, started.elapsed());
+                if !throttle.is_zero() {
+                    tokio::time::sleep(throttle).await;
+                }
             }
             Ok(Err(e)) => {
                 warn!(chunk = index, error = %e, "cannot write a restored chunk");

@@ -12,6 +12,8 @@ pub struct Faults {
     pub serve_corrupt_chunks: bool,
     /// The sync service serves light blocks with a forged state root.
     pub serve_forged_light_blocks: bool,
+    /// State sync waits this long after each chunk (to be killed mid-restore).
+    pub sync_throttle_ms: u64,
 }
 
 impl Faults {
@@ -20,9 +22,7 @@ impl Faults {
         if !cfg!(debug_assertions) {
             return Faults::default();
         }
-        let Ok(list) = std::env::var("CONSORT_FAULTS") else {
-            return Faults::default();
-        };
+        let list = std::env::var("CONSORT_FAULTS").unwrap_or_default();
         let mut f = Faults::default();
         for item in list.split(',').map(str::trim) {
             match item {
@@ -32,6 +32,12 @@ impl Faults {
                 "" => {}
                 other => tracing::warn!(fault = other, "unknown fault ignored"),
             }
+        }
+        if let Some(ms) = std::env::var("CONSORT_SYNC_THROTTLE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            f.sync_throttle_ms = ms;
         }
         if f != Faults::default() {
             tracing::warn!(faults = ?f, "TEST MISBEHAVIOUR SWITCHED ON");
