@@ -11,5 +11,6 @@
 
 pub mod codec;
 pub mod consensus;
+pub mod net;
 pub mod pb;
 pub mod types;
