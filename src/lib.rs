@@ -16,6 +16,7 @@ pub mod config;
 pub mod consensus;
 pub mod faults;
 pub mod mempool;
+pub mod net;
 pub mod metrics;
 pub mod node;
 pub mod pb;
