@@ -35,10 +35,11 @@ fn network(slot: u16, entries: u64, chunk_bytes: usize, snapshots: bool) -> Clus
 async fn wait_snapshot(c: &Cluster) -> u64 {
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
-        if let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{}", c.nodes[0].grpc))
-            .expect("endpoint")
-            .connect()
-            .await
+        if let Ok(ch) =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", c.nodes[0].grpc))
+                .expect("endpoint")
+                .connect()
+                .await
         {
             let mut s = consort::pb::sync_service_client::SyncServiceClient::new(ch);
             if let Ok(r) = s.list_snapshots(consort::pb::ListSnapshotsRequest {}).await {
@@ -47,7 +48,11 @@ async fn wait_snapshot(c: &Cluster) -> u64 {
                 }
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "no snapshot was taken\n{}", c.logs());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no snapshot was taken\n{}",
+            c.logs()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
@@ -56,7 +61,11 @@ async fn wait_snapshot(c: &Cluster) -> u64 {
 /// after its snapshot, and the same state root.
 async fn assert_joined(c: &Cluster) {
     let tip = c.height(0).await.expect("height");
-    assert!(c.wait_height(&[4], tip + 3, LONG).await, "the joiner did not reach the tip\n{}", c.logs());
+    assert!(
+        c.wait_height(&[4], tip + 3, LONG).await,
+        "the joiner did not reach the tip\n{}",
+        c.logs()
+    );
     let j = c.client(4).await.expect("joiner client");
     let v = c.client(0).await.expect("validator client");
     let js = j.status().await.expect("status");
@@ -72,7 +81,9 @@ async fn assert_joined(c: &Cluster) {
     let (vb, _) = v.block(h).await.expect("block");
     assert_eq!(jb.header.app_hash, vb.header.app_hash);
     // State read through the joiner matches a validator's.
-    let client = read_key(&c.dir.path().join("clients/client0.json")).expect("key").public();
+    let client = read_key(&c.dir.path().join("clients/client0.json"))
+        .expect("key")
+        .public();
     let ja = j.account(&client).await.expect("account");
     let va = v.account(&client).await.expect("account");
     assert_eq!((ja.balance, ja.nonce), (va.balance, va.nonce));
@@ -88,9 +99,22 @@ async fn a_fifth_node_joins_by_state_sync_with_100k_entries() {
     c.start(4);
     assert_joined(&c).await;
     let log = c.log_of(4);
-    assert!(log.contains("state restored from snapshot"), "the joiner did not restore a snapshot\n{log}");
-    let base = c.client(4).await.expect("client").status().await.expect("status").base_height;
-    assert!(base >= snap, "the joiner replayed history instead (base {base}, snapshot {snap})");
+    assert!(
+        log.contains("state restored from snapshot"),
+        "the joiner did not restore a snapshot\n{log}"
+    );
+    let base = c
+        .client(4)
+        .await
+        .expect("client")
+        .status()
+        .await
+        .expect("status")
+        .base_height;
+    assert!(
+        base >= snap,
+        "the joiner replayed history instead (base {base}, snapshot {snap})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +128,10 @@ async fn a_server_of_corrupt_chunks_is_dropped_and_the_restore_completes() {
     c.start(4);
     assert_joined(&c).await;
     let log = c.log_of(4);
-    assert!(log.contains("dropping a server that served a bad chunk"), "{log}");
+    assert!(
+        log.contains("dropping a server that served a bad chunk"),
+        "{log}"
+    );
     assert!(log.contains("state restored from snapshot"), "{log}");
 }
 
@@ -122,7 +149,10 @@ async fn a_forged_light_block_is_refused_before_any_chunk() {
     assert_joined(&c).await;
     let log = c.log_of(4);
     assert!(log.contains("its header is not certified"), "{log}");
-    assert!(!log.contains("restoring snapshot"), "a chunk was fetched for a forged snapshot\n{log}");
+    assert!(
+        !log.contains("restoring snapshot"),
+        "a chunk was fetched for a forged snapshot\n{log}"
+    );
     assert_eq!(c.metric(4, "consort_sync_chunks_done").await, Some(0.0));
 }
 
@@ -139,11 +169,18 @@ async fn a_joiner_killed_mid_restore_resumes() {
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
         let done = c.metric(4, "consort_sync_chunks_done").await.unwrap_or(0.0);
-        let total = c.metric(4, "consort_sync_chunks_total").await.unwrap_or(0.0);
+        let total = c
+            .metric(4, "consort_sync_chunks_total")
+            .await
+            .unwrap_or(0.0);
         if done >= 5.0 && done < total {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "restore never got going\n{}", c.logs());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "restore never got going\n{}",
+            c.logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     c.kill(4);
@@ -164,7 +201,13 @@ async fn with_no_snapshot_anywhere_the_joiner_syncs_blocks_from_genesis() {
     assert_joined(&c).await;
     let log = c.log_of(4);
     assert!(log.contains("no server offers a snapshot"), "{log}");
-    let s = c.client(4).await.expect("client").status().await.expect("status");
+    let s = c
+        .client(4)
+        .await
+        .expect("client")
+        .status()
+        .await
+        .expect("status");
     assert_eq!(s.base_height, 1, "the joiner should hold the whole history");
 }
 
@@ -175,11 +218,22 @@ async fn a_validator_down_for_500_blocks_catches_up_and_votes_again() {
     assert!(c.wait_height(&[0, 1, 2, 3], 3, LONG).await, "{}", c.logs());
     c.kill(3);
     let h = c.height(0).await.expect("height");
-    assert!(c.wait_height(&[0, 1, 2], h + 500, Duration::from_secs(400)).await, "{}", c.logs());
+    assert!(
+        c.wait_height(&[0, 1, 2], h + 500, Duration::from_secs(400))
+            .await,
+        "{}",
+        c.logs()
+    );
     c.start(3);
     let tip = c.height(0).await.expect("height");
-    assert!(c.wait_height(&[3], tip, LONG).await, "the validator did not catch up\n{}", c.logs());
-    let key3 = read_key(&c.home(3).join("node_key.json")).expect("key").public();
+    assert!(
+        c.wait_height(&[3], tip, LONG).await,
+        "the validator did not catch up\n{}",
+        c.logs()
+    );
+    let key3 = read_key(&c.home(3).join("node_key.json"))
+        .expect("key")
+        .public();
     let cl = c.client(0).await.expect("client");
     let deadline = tokio::time::Instant::now() + LONG;
     loop {
@@ -188,7 +242,11 @@ async fn a_validator_down_for_500_blocks_catches_up_and_votes_again() {
         if latest > tip && commit.signatures.iter().any(|s| s.validator == key3) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "it never voted again\n{}", c.logs());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "it never voted again\n{}",
+            c.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

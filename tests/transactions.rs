@@ -21,13 +21,24 @@ const CHAIN: &str = "consort-test";
 
 fn clients(c: &Cluster, n: usize) -> Vec<Keypair> {
     (0..n)
-        .map(|i| read_key(&c.dir.path().join(format!("clients/client{i}.json"))).expect("client key"))
+        .map(|i| {
+            read_key(&c.dir.path().join(format!("clients/client{i}.json"))).expect("client key")
+        })
         .collect()
 }
 
 fn transfer(from: &Keypair, to: &Keypair, nonce: u64, amount: u64) -> Bytes {
     Bytes::from(
-        Tx::new_signed(from, CHAIN, nonce, Action::Transfer { to: to.public(), amount }).encode(),
+        Tx::new_signed(
+            from,
+            CHAIN,
+            nonce,
+            Action::Transfer {
+                to: to.public(),
+                amount,
+            },
+        )
+        .encode(),
     )
 }
 
@@ -35,7 +46,10 @@ async fn balances(cl: &Client, keys: &[Keypair]) -> Vec<Account> {
     let mut out = Vec::new();
     for k in keys {
         let a = cl.account(&k.public()).await.expect("account");
-        out.push(Account { balance: a.balance, nonce: a.nonce });
+        out.push(Account {
+            balance: a.balance,
+            nonce: a.nonce,
+        });
     }
     out
 }
@@ -69,7 +83,9 @@ async fn n4_5000_txs_from_concurrent_clients_are_committed_exactly_once() {
     let mut all = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let to = keys[(i + 1) % CLIENTS].clone();
-        let txs: Vec<Bytes> = (0..PER_CLIENT).map(|n| transfer(k, &to, n, 1 + n % 3)).collect();
+        let txs: Vec<Bytes> = (0..PER_CLIENT)
+            .map(|n| transfer(k, &to, n, 1 + n % 3))
+            .collect();
         all.extend(txs.iter().map(|t| Hash::digest(t)));
         let addr = c.nodes[i % 4].grpc.clone();
         tasks.push(tokio::spawn(async move {
@@ -100,13 +116,22 @@ async fn n4_5000_txs_from_concurrent_clients_are_committed_exactly_once() {
         if accs.iter().all(|a| a.nonce == PER_CLIENT) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not all committed: {accs:?}\n{}", c.logs());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not all committed: {accs:?}\n{}",
+            c.logs()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let latest = cl0.status().await.expect("status").height;
     let counts = committed_hashes(&cl0, latest).await;
     for h in &all {
-        assert_eq!(counts.get(h), Some(&1), "transaction {h} committed {:?} times", counts.get(h));
+        assert_eq!(
+            counts.get(h),
+            Some(&1),
+            "transaction {h} committed {:?} times",
+            counts.get(h)
+        );
     }
     assert_eq!(counts.len(), all.len(), "unexpected extra transactions");
     // Balances are conserved and every node has the same state at the same height.
@@ -118,9 +143,16 @@ async fn n4_5000_txs_from_concurrent_clients_are_committed_exactly_once() {
         let cl = c.client(i).await.expect("client");
         let (b, _) = cl.block(latest).await.expect("block");
         roots.push(b.header.app_hash);
-        assert_eq!(balances(&cl, &keys).await, balances(&cl0, &keys).await, "node {i} differs");
+        assert_eq!(
+            balances(&cl, &keys).await,
+            balances(&cl0, &keys).await,
+            "node {i} differs"
+        );
     }
-    assert!(roots.windows(2).all(|w| w[0] == w[1]), "state roots differ: {roots:?}");
+    assert!(
+        roots.windows(2).all(|w| w[0] == w[1]),
+        "state roots differ: {roots:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,14 +162,26 @@ async fn record_proofs_verify_and_tampering_is_caught() {
     assert!(c.wait_height(&[0, 1, 2, 3], 2, LONG).await, "{}", c.logs());
     let key = clients(&c, 1).remove(0);
     let cl = c.client(1).await.expect("client");
-    let put = Tx::new_signed(&key, CHAIN, 0, Action::Put { name: "color".into(), value: Bytes::from_static(b"blue") });
-    let r = cl.submit(Bytes::from(put.encode()), true).await.expect("committed");
+    let put = Tx::new_signed(
+        &key,
+        CHAIN,
+        0,
+        Action::Put {
+            name: "color".into(),
+            value: Bytes::from_static(b"blue"),
+        },
+    );
+    let r = cl
+        .submit(Bytes::from(put.encode()), true)
+        .await
+        .expect("committed");
     assert!(r.height > 0);
     let rec = cl.record(&key.public(), "color").await.expect("record");
     assert!(rec.found);
     assert_eq!(rec.value.as_ref(), b"blue");
     let set = ValidatorSet::new(cl.validators().await.expect("validators")).expect("set");
-    let header = verify_signed_header(CHAIN, &set, rec.header.as_ref().expect("header")).expect("signed header");
+    let header = verify_signed_header(CHAIN, &set, rec.header.as_ref().expect("header"))
+        .expect("signed header");
     let proof = rec.proof.clone().expect("proof");
     let k = record_key(&key.public(), "color");
     verify_state(&header.app_hash, &k, Some(b"blue"), &proof).expect("proof verifies");
@@ -158,10 +202,20 @@ async fn record_proofs_verify_and_tampering_is_caught() {
     assert!(verify_signed_header(CHAIN, &set, &forged).is_err());
     // The account proof too.
     let acc = cl.account(&key.public()).await.expect("account");
-    let h = verify_signed_header(CHAIN, &set, acc.header.as_ref().expect("header")).expect("signed");
-    let value = Account { balance: acc.balance, nonce: acc.nonce }.encode();
-    verify_state(&h.app_hash, &account_key(&key.public()), Some(&value), acc.proof.as_ref().expect("proof"))
-        .expect("account proof");
+    let h =
+        verify_signed_header(CHAIN, &set, acc.header.as_ref().expect("header")).expect("signed");
+    let value = Account {
+        balance: acc.balance,
+        nonce: acc.nonce,
+    }
+    .encode();
+    verify_state(
+        &h.app_hash,
+        &account_key(&key.public()),
+        Some(&value),
+        acc.proof.as_ref().expect("proof"),
+    )
+    .expect("account proof");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,9 +231,14 @@ async fn duplicates_are_refused_and_a_tx_sent_to_two_nodes_commits_once() {
     // Sent again, to the same node and to another: refused.
     for cl in [&a, &b] {
         let e = cl.submit(t0.clone(), false).await.expect_err("refused");
-        let consort::client::ClientError::Status(s) = e else { panic!("{e}") };
+        let consort::client::ClientError::Status(s) = e else {
+            panic!("{e}")
+        };
         assert!(
-            matches!(s.code(), tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition),
+            matches!(
+                s.code(),
+                tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition
+            ),
             "{s:?}"
         );
     }
@@ -217,7 +276,9 @@ async fn a_full_mempool_answers_resource_exhausted_and_the_node_stays_live() {
     for n in 0..200u64 {
         match cl.submit(transfer(&key, &other, n, 1), false).await {
             Ok(_) => {}
-            Err(consort::client::ClientError::Status(s)) if s.code() == tonic::Code::ResourceExhausted => {
+            Err(consort::client::ClientError::Status(s))
+                if s.code() == tonic::Code::ResourceExhausted =>
+            {
                 exhausted += 1;
                 break;
             }
@@ -226,7 +287,11 @@ async fn a_full_mempool_answers_resource_exhausted_and_the_node_stays_live() {
     }
     assert!(exhausted > 0, "the pool of 20 never filled up");
     let h = cl.status().await.expect("status").height;
-    assert!(c.wait_height(&[0, 1, 2, 3], h + 3, LONG).await, "node stopped after a full pool\n{}", c.logs());
+    assert!(
+        c.wait_height(&[0, 1, 2, 3], h + 3, LONG).await,
+        "node stopped after a full pool\n{}",
+        c.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,18 +302,29 @@ async fn a_proposer_with_an_invalid_tx_gets_nil_prevotes_and_a_later_round_commi
     c.start_all();
     assert!(c.wait_height(&[0, 1, 2, 3], 12, LONG).await, "{}", c.logs());
     let cl = c.client(1).await.expect("client");
-    let key0 = read_key(&c.home(0).join("node_key.json")).expect("key").public();
+    let key0 = read_key(&c.home(0).join("node_key.json"))
+        .expect("key")
+        .public();
     let mut rounds_after_bad = 0;
     for h in 1..=12u64 {
         let (b, _) = cl.block(h).await.expect("block");
         // No committed block holds the invalid transaction, and none was proposed
         // by the faulty node.
-        assert!(b.txs.iter().all(|t| t.as_ref() != b"not a transaction"), "height {h}");
-        assert_ne!(b.header.proposer, key0, "the faulty proposer's block was committed at {h}");
+        assert!(
+            b.txs.iter().all(|t| t.as_ref() != b"not a transaction"),
+            "height {h}"
+        );
+        assert_ne!(
+            b.header.proposer, key0,
+            "the faulty proposer's block was committed at {h}"
+        );
         let commit = cl.commit(h).await.expect("commit");
         if commit.round.0 > 0 {
             rounds_after_bad += 1;
         }
     }
-    assert!(rounds_after_bad > 0, "the faulty proposer never got a turn in 12 heights");
+    assert!(
+        rounds_after_bad > 0,
+        "the faulty proposer never got a turn in 12 heights"
+    );
 }

@@ -98,7 +98,9 @@ pub async fn health(node: &str) -> Result<()> {
     let c = Client::connect(node).await?;
     let r = tokio::time::timeout(
         std::time::Duration::from_secs(3),
-        HealthClient::new(c.channel()).check(HealthCheckRequest { service: String::new() }),
+        HealthClient::new(c.channel()).check(HealthCheckRequest {
+            service: String::new(),
+        }),
     )
     .await
     .map_err(|_| anyhow::anyhow!("health check timed out"))??

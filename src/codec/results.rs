@@ -81,7 +81,7 @@ mod tests {
                 attributes: vec![("amount".into(), "5".into())],
             }],
         };
-        let bytes = encode_outcome(&[r.clone()], b"delta");
+        let bytes = encode_outcome(std::slice::from_ref(&r), b"delta");
         assert_eq!(
             decode_outcome(&bytes).unwrap(),
             (vec![r], b"delta".to_vec())

@@ -255,19 +255,11 @@ impl Default for SyncConfig {
 }
 
 /// Storage settings.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Keep only this many recent blocks (0 keeps all).
     pub keep_recent_blocks: u64,
-}
-
-impl Default for StorageConfig {
-    fn default() -> StorageConfig {
-        StorageConfig {
-            keep_recent_blocks: 0,
-        }
-    }
 }
 
 /// Logging settings.
@@ -612,8 +604,10 @@ mod tests {
 
     #[test]
     fn commented_template_parses_back_to_the_same_config() {
-        let mut cfg = NodeConfig::default();
-        cfg.moniker = "org1".into();
+        let mut cfg = NodeConfig {
+            moniker: "org1".into(),
+            ..NodeConfig::default()
+        };
         let k = Keypair::from_seed([1; 32]).public();
         cfg.p2p.peers = vec![format!("{k}@org2:26656")];
         cfg.p2p.members = vec![k.to_hex()];

@@ -30,7 +30,12 @@ pub fn read(pid: &str) -> Option<ProcessStats> {
     // Fields after the command name (which may hold spaces) start after ')'.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of the full line: 11 and 12 here.
     let cpu_ticks = ticks(11) + ticks(12);
     Some(ProcessStats {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::blocks::BlockRules;
 use super::error::NodeError;
@@ -284,7 +284,9 @@ impl Actor {
             if invalid {
                 if let Ok((block, _)) = &mut result {
                     // Test misbehaviour: a transaction no validator may accept.
-                    block.txs.push(bytes::Bytes::from_static(b"not a transaction"));
+                    block
+                        .txs
+                        .push(bytes::Bytes::from_static(b"not a transaction"));
                     block.header.data_hash = Block::data_hash_of(&block.txs);
                 }
             }

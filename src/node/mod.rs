@@ -44,7 +44,7 @@ use crate::storage::{
     BlockStore, MetaStore, SigningStateFile, SledStore, SnapshotStore, TxIndexStore, WalEntry,
     WalStore,
 };
-use crate::types::{Hash, Height, PublicKey, Timestamp};
+use crate::types::{Height, PublicKey, Timestamp};
 
 /// Everything a node stores, behind one object.
 pub trait Store: BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore {}
@@ -124,6 +124,57 @@ fn replay_app(store: &dyn Store, app: &dyn Application) -> Result<(), NodeError>
         }
     }
     Ok(())
+}
+
+/// Renders the network's counters.
+fn render_net_stats(s: &crate::net::NetStats, r: &mut Renderer) {
+    use crate::net::Channel;
+    let per = |f: fn(&crate::net::ChannelStats) -> u64| -> Vec<(&'static str, u64)> {
+        Channel::ALL
+            .iter()
+            .map(|c| (c.name(), f(s.channel(*c))))
+            .collect()
+    };
+    r.counter_vec(
+        "consort_p2p_messages_in_total",
+        "Messages received from peers, per channel.",
+        "channel",
+        &per(|c| c.msgs_in),
+    );
+    r.counter_vec(
+        "consort_p2p_bytes_in_total",
+        "Bytes received from peers, per channel.",
+        "channel",
+        &per(|c| c.bytes_in),
+    );
+    r.counter_vec(
+        "consort_p2p_messages_out_total",
+        "Messages sent to peers, per channel.",
+        "channel",
+        &per(|c| c.msgs_out),
+    );
+    r.counter_vec(
+        "consort_p2p_bytes_out_total",
+        "Bytes sent to peers, per channel.",
+        "channel",
+        &per(|c| c.bytes_out),
+    );
+    r.counter_vec(
+        "consort_p2p_dropped_total",
+        "Outbound messages dropped because a peer's queue was full, per channel.",
+        "channel",
+        &per(|c| c.dropped),
+    );
+    r.counter(
+        "consort_p2p_bad_frames_total",
+        "Oversized or undecodable frames received (the peer was disconnected).",
+        s.bad_frames,
+    );
+    r.counter(
+        "consort_p2p_refused_handshakes_total",
+        "Connections refused during the TLS handshake (key not permitted).",
+        s.refused_handshakes,
+    );
 }
 
 /// Admitted transactions waiting to be gossiped.
@@ -239,7 +290,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
             m.render_into(&mut r);
             crate::metrics::process::render_into(&mut r);
             if let Some(n) = n.get() {
-                n.stats().render_into(&mut r);
+                render_net_stats(&n.stats(), &mut r);
             }
             r.finish()
         });
@@ -257,8 +308,12 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
             servers: cfg.sync.rpc_servers.clone(),
             fetchers_per_server: cfg.sync.fetchers_per_peer,
         };
-        let sync_store: Arc<dyn crate::sync::state_sync::SyncStore> = store.clone();
-        let sync = crate::sync::state_sync::run(&sync_cfg, sync_store, state_backend.clone(), progress);
+        let sync_store = crate::sync::state_sync::SyncStore {
+            blocks: store.clone(),
+            meta: store.clone(),
+        };
+        let sync =
+            crate::sync::state_sync::run(&sync_cfg, sync_store, state_backend.clone(), progress);
         let mut stop = shutdown_rx.clone();
         tokio::select! {
             r = sync => {

@@ -90,10 +90,25 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1();
     let mut builder = tonic::transport::Server::builder();
-    let router = builder.add_service(health_service).add_service(
-        pb::node_service_server::NodeServiceServer::new(node)
-            .max_decoding_message_size(max_request_bytes),
-    );
+    let router = builder
+        .add_service(health_service)
+        .add_service(
+            pb::node_service_server::NodeServiceServer::new(services.node)
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            pb::tx_service_server::TxServiceServer::new(services.tx)
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            pb::query_service_server::QueryServiceServer::new(services.query)
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            pb::sync_service_server::SyncServiceServer::new(services.sync)
+                .max_decoding_message_size(max_request_bytes)
+                .max_encoding_message_size(64 * 1024 * 1024),
+        );
     let router = match reflection {
         Ok(r) => router.add_service(r),
         Err(e) => {

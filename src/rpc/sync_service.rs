@@ -91,7 +91,10 @@ impl SyncService for SyncApi {
             .snapshot_chunk(Height(r.height), r.index)
             .map_err(storage_status)?
             .ok_or_else(|| {
-                Status::not_found(format!("no chunk {} of snapshot {} here", r.index, r.height))
+                Status::not_found(format!(
+                    "no chunk {} of snapshot {} here",
+                    r.index, r.height
+                ))
             })?;
         let mut chunk = chunk;
         if self.faults.serve_corrupt_chunks && !chunk.is_empty() {

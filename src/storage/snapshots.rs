@@ -12,7 +12,12 @@ use crate::types::Height;
 /// Snapshots of the application state, served to joining nodes.
 pub trait SnapshotStore: Send + Sync + 'static {
     /// Stores chunk `index` of the snapshot of `height` (not yet durable).
-    fn put_snapshot_chunk(&self, height: Height, index: u32, chunk: &[u8]) -> Result<(), StorageError>;
+    fn put_snapshot_chunk(
+        &self,
+        height: Height,
+        index: u32,
+        chunk: &[u8],
+    ) -> Result<(), StorageError>;
 
     /// Stores the manifest, completing the snapshot; durable on return.
     fn put_snapshot_manifest(&self, height: Height, manifest: &[u8]) -> Result<(), StorageError>;
@@ -44,12 +49,23 @@ fn chunk_key(h: Height, i: u32) -> Vec<u8> {
 }
 
 impl<E: Engine> KvStore<E> {
-    pub(super) fn put_snapshot_chunk(&self, h: Height, i: u32, chunk: &[u8]) -> Result<(), StorageError> {
-        self.engine.insert(TreeId::Snapshots, &chunk_key(h, i), chunk)
+    pub(super) fn put_snapshot_chunk(
+        &self,
+        h: Height,
+        i: u32,
+        chunk: &[u8],
+    ) -> Result<(), StorageError> {
+        self.engine
+            .insert(TreeId::Snapshots, &chunk_key(h, i), chunk)
     }
 
-    pub(super) fn put_snapshot_manifest(&self, h: Height, manifest: &[u8]) -> Result<(), StorageError> {
-        self.engine.insert(TreeId::Snapshots, &manifest_key(h), manifest)?;
+    pub(super) fn put_snapshot_manifest(
+        &self,
+        h: Height,
+        manifest: &[u8],
+    ) -> Result<(), StorageError> {
+        self.engine
+            .insert(TreeId::Snapshots, &manifest_key(h), manifest)?;
         self.engine.flush()
     }
 
@@ -57,7 +73,11 @@ impl<E: Engine> KvStore<E> {
         self.engine.get(TreeId::Snapshots, &manifest_key(h))
     }
 
-    pub(super) fn snapshot_chunk(&self, h: Height, i: u32) -> Result<Option<Vec<u8>>, StorageError> {
+    pub(super) fn snapshot_chunk(
+        &self,
+        h: Height,
+        i: u32,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
         self.engine.get(TreeId::Snapshots, &chunk_key(h, i))
     }
 
@@ -77,9 +97,11 @@ impl<E: Engine> KvStore<E> {
     }
 
     pub(super) fn delete_snapshot(&self, h: Height) -> Result<(), StorageError> {
-        let keys = self
-            .engine
-            .keys(TreeId::Snapshots, &manifest_key(h), &manifest_key(Height(h.0 + 1)))?;
+        let keys = self.engine.keys(
+            TreeId::Snapshots,
+            &manifest_key(h),
+            &manifest_key(Height(h.0 + 1)),
+        )?;
         self.engine.remove_all(TreeId::Snapshots, &keys)?;
         self.engine.flush()
     }

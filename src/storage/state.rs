@@ -101,7 +101,10 @@ fn decode_entry(kh: &[u8], b: &[u8]) -> Result<(Hash, Entry), StateError> {
     let kh = Hash::from_slice(kh).map_err(|_| corrupt("key is not a hash"))?;
     let len = b.get(..4).ok_or_else(|| corrupt("truncated"))?;
     let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    let key = b.get(4..4 + len).ok_or_else(|| corrupt("truncated key"))?.to_vec();
+    let key = b
+        .get(4..4 + len)
+        .ok_or_else(|| corrupt("truncated key"))?
+        .to_vec();
     let value = b[4 + len..].to_vec();
     Ok((kh, Entry { key, value }))
 }

@@ -55,7 +55,9 @@ impl Progress {
 
     /// State sync of `height` begins.
     pub fn set_phase_state_sync(&self, height: Height) {
-        self.metrics.sync_phase.set(crate::node::SyncPhase::StateSync.code());
+        self.metrics
+            .sync_phase
+            .set(crate::node::SyncPhase::StateSync.code());
         self.state().height = height;
     }
 
@@ -123,6 +125,8 @@ impl Progress {
         if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
             bar.finish_and_clear();
         }
-        self.metrics.sync_phase.set(crate::node::SyncPhase::BlockSync.code());
+        self.metrics
+            .sync_phase
+            .set(crate::node::SyncPhase::BlockSync.code());
     }
 }

@@ -11,8 +11,8 @@
 use bytes::Bytes;
 use prost::Message;
 
-use crate::app::state::{AsLeaf, Entry};
 use crate::app::state::smt::{self, BUCKET_BITS, BUCKETS, Leaf, TopNode, TopTree};
+use crate::app::state::{AsLeaf, Entry};
 use crate::pb;
 use crate::types::{Hash, Height};
 
@@ -332,7 +332,7 @@ mod tests {
         let mut chunks = Vec::new();
         let ranges = cut_chunks(
             target,
-            |b| s.backend().bucket(b).map_err(|e| malformed(e)),
+            |b| s.backend().bucket(b).map_err(malformed),
             |_, bytes| {
                 chunks.push(bytes.to_vec());
                 Ok(())

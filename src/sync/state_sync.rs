@@ -86,10 +86,15 @@ pub struct StateSyncConfig {
     pub fetchers_per_server: usize,
 }
 
-/// Where restored data goes.
-pub trait SyncStore: BlockStore + MetaStore {}
-
-impl<T: BlockStore + MetaStore> SyncStore for T {}
+/// Where restored data goes: the block log (the block of the snapshot height)
+/// and metadata (progress).
+#[derive(Clone)]
+pub struct SyncStore {
+    /// The block log.
+    pub blocks: Arc<dyn BlockStore>,
+    /// Metadata.
+    pub meta: Arc<dyn MetaStore>,
+}
 
 #[derive(Clone)]
 struct Server {
@@ -188,7 +193,10 @@ fn verify_light_block(
         return Err(format!("header of chain {:?}", header.chain_id));
     }
     if header.height != height {
-        return Err(format!("header of height {}, asked {height}", header.height));
+        return Err(format!(
+            "header of height {}, asked {height}",
+            header.height
+        ));
     }
     commit
         .verify(&cfg.chain_id, &cfg.validators, height, &header.id())
@@ -199,7 +207,7 @@ fn verify_light_block(
 /// Runs state sync into `backend` and `store` (which must hold no blocks).
 pub async fn run(
     cfg: &StateSyncConfig,
-    store: Arc<dyn SyncStore>,
+    store: SyncStore,
     backend: Arc<dyn StateBackend>,
     progress: Arc<Progress>,
 ) -> Result<Outcome, StateSyncError> {
@@ -212,6 +220,7 @@ pub async fn run(
     }
     // A restore interrupted earlier resumes with the same snapshot.
     let resumed = store
+        .meta
         .meta_get(TARGET_KEY)
         .map_err(storage)?
         .and_then(|b| decode_target(&b));
@@ -226,9 +235,11 @@ pub async fn run(
                     .clear()
                     .map_err(|e| StateSyncError::Storage(e.to_string()))?;
                 store
+                    .meta
                     .meta_put(DONE_KEY, &vec![0u8; t.manifest.chunks.len()])
                     .map_err(storage)?;
                 store
+                    .meta
                     .meta_put(TARGET_KEY, &encode_target(&t))
                     .map_err(storage)?;
                 t
@@ -237,17 +248,26 @@ pub async fn run(
         },
     };
     let height = target.manifest.height;
-    restore_chunks(cfg, &servers, &target, store.clone(), backend.clone(), &progress).await?;
+    restore_chunks(
+        cfg,
+        &servers,
+        &target,
+        store.clone(),
+        backend.clone(),
+        &progress,
+    )
+    .await?;
 
     // Every entry written: the root recomputed from them must be the signed one.
     let b = backend.clone();
-    let root = tokio::task::spawn_blocking(move || CommittedState::open(b).map(|s| s.committed().1))
-        .await
-        .map_err(|e| StateSyncError::Storage(e.to_string()))?
-        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    let root =
+        tokio::task::spawn_blocking(move || CommittedState::open(b).map(|s| s.committed().1))
+            .await
+            .map_err(|e| StateSyncError::Storage(e.to_string()))?
+            .map_err(|e| StateSyncError::Storage(e.to_string()))?;
     if root != target.header.app_hash {
         // Chunks were checked one by one, so this means local corruption: start over.
-        let _ = store.meta_put(TARGET_KEY, &[]);
+        let _ = store.meta.meta_put(TARGET_KEY, &[]);
         return Err(StateSyncError::Failed {
             height,
             reason: format!(
@@ -256,17 +276,20 @@ pub async fn run(
             ),
         });
     }
-    let block = fetch_block(&servers, &target).await.ok_or_else(|| StateSyncError::Failed {
-        height,
-        reason: "no server served the block of the snapshot height".into(),
-    })?;
+    let block = fetch_block(&servers, &target)
+        .await
+        .ok_or_else(|| StateSyncError::Failed {
+            height,
+            reason: "no server served the block of the snapshot height".into(),
+        })?;
     backend
         .apply(height, &[] as &[Change])
         .map_err(|e| StateSyncError::Storage(e.to_string()))?;
     store
+        .blocks
         .append(&block, &target.commit, &encode_outcome(&[], &[]))
         .map_err(storage)?;
-    store.meta_put(TARGET_KEY, &[]).map_err(storage)?;
+    store.meta.meta_put(TARGET_KEY, &[]).map_err(storage)?;
     progress.finish_state_sync();
     info!(%height, root = %root, "state restored from snapshot");
     Ok(Outcome::Restored { height })
@@ -378,13 +401,14 @@ async fn restore_chunks(
     cfg: &StateSyncConfig,
     servers: &[Server],
     target: &Target,
-    store: Arc<dyn SyncStore>,
+    store: SyncStore,
     backend: Arc<dyn StateBackend>,
     progress: &Arc<Progress>,
 ) -> Result<(), StateSyncError> {
     let height = target.manifest.height;
     let n = target.manifest.chunks.len();
     let mut done = store
+        .meta
         .meta_get(DONE_KEY)
         .map_err(|e| StateSyncError::Storage(e.to_string()))?
         .unwrap_or_default();
@@ -457,7 +481,7 @@ async fn fetcher(
     server: Server,
     manifest: Arc<Manifest>,
     work: Arc<Mutex<Work>>,
-    store: Arc<dyn SyncStore>,
+    store: SyncStore,
     backend: Arc<dyn StateBackend>,
     progress: Arc<Progress>,
 ) {
@@ -498,8 +522,10 @@ async fn fetcher(
             }
         };
         let m = manifest.clone();
-        let checked = tokio::task::spawn_blocking(move || verify_chunk(&m, index, &bytes).map(|c| (c, bytes.len())))
-            .await;
+        let checked = tokio::task::spawn_blocking(move || {
+            verify_chunk(&m, index, &bytes).map(|c| (c, bytes.len()))
+        })
+        .await;
         let (chunk, size) = match checked {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
@@ -520,21 +546,26 @@ async fn fetcher(
         let s = store.clone();
         let w2 = work.clone();
         let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let changes: Vec<Change> = chunk.entries.into_iter().map(|(k, e)| (k, Some(e))).collect();
+            let changes: Vec<Change> = chunk
+                .entries
+                .into_iter()
+                .map(|(k, e)| (k, Some(e)))
+                .collect();
             b.apply(Height(0), &changes).map_err(|e| e.to_string())?;
             let done = {
                 let mut w = w2.lock().unwrap_or_else(|e| e.into_inner());
                 w.done[index as usize] = 1;
                 w.done.clone()
             };
-            s.meta_put(DONE_KEY, &done).map_err(|e| e.to_string())
+            s.meta.meta_put(DONE_KEY, &done).map_err(|e| e.to_string())
         })
         .await;
         match written {
             Ok(Ok(())) => {
-                let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
-                w.remaining -= 1;
-                drop(w);
+                {
+                    let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+                    w.remaining -= 1;
+                }
                 progress.chunk_done(size as u64, started.elapsed());
                 if !throttle.is_zero() {
                     tokio::time::sleep(throttle).await;
@@ -564,7 +595,9 @@ async fn fetch_block(servers: &[Server], target: &Target) -> Option<Block> {
         .await;
         match r.map(|r| r.block.map(Block::from_proto)) {
             Ok(Some(Ok(b))) if b.id() == want => return Some(b),
-            Ok(Some(Ok(_))) => warn!(server = %s.addr, "served a block that is not the certified one"),
+            Ok(Some(Ok(_))) => {
+                warn!(server = %s.addr, "served a block that is not the certified one")
+            }
             Ok(_) => warn!(server = %s.addr, "served no valid block"),
             Err(e) => warn!(server = %s.addr, error = %e, "cannot fetch the block"),
         }
