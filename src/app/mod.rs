@@ -160,16 +160,16 @@ pub trait Application: Send + Sync + 'static {
         None
     }
 
-    /// Entries of bucket `b` as of the snapshot begun at `height`.
-    fn snapshot_bucket(
+    /// Up to `limit` entries from key hash `from` on, as of the snapshot begun
+    /// at `height`, and whether more may follow.
+    fn snapshot_page(
         &self,
         height: Height,
-        b: usize,
-    ) -> Result<Vec<(Hash, state::Entry)>, AppError> {
-        let _ = b;
-        Err(AppError::Internal(format!(
-            "no snapshot of height {height} in progress"
-        )))
+        from: &Hash,
+        limit: usize,
+    ) -> Result<(Vec<(Hash, state::Entry)>, bool), AppError> {
+        let _ = (from, limit);
+        Err(AppError::Internal(format!("no snapshot of height {height} in progress")))
     }
 
     /// Ends the snapshot begun at `height`.

@@ -264,43 +264,53 @@ pub fn verify_chunk(manifest: &Manifest, index: u32, bytes: &[u8]) -> Result<Chu
     })
 }
 
-/// Cuts ordered entries into chunks of about `target_bytes` at bucket
-/// boundaries. `next_bucket(b)` yields the sorted entries of bucket `b`.
-/// Returns the chunk ranges with their encodings, via `emit`.
-pub fn cut_chunks<F, E>(
-    target_bytes: usize,
-    mut next_bucket: F,
-    mut emit: E,
-) -> Result<Vec<ChunkRange>, SnapshotError>
+/// Cuts the state, read in key-hash order a page at a time with
+/// `next_page(from)` (entries and whether more follow), into chunks of about
+/// `target_bytes` that end at bucket boundaries, handing each encoded chunk to
+/// `emit`. Returns the chunk ranges.
+pub fn cut_chunks<F, E>(target_bytes: usize, mut next_page: F, mut emit: E) -> Result<Vec<ChunkRange>, SnapshotError>
 where
-    F: FnMut(usize) -> Result<Vec<(Hash, Entry)>, SnapshotError>,
+    F: FnMut(&Hash) -> Result<(Vec<(Hash, Entry)>, bool), SnapshotError>,
     E: FnMut(u32, &[u8]) -> Result<(), SnapshotError>,
 {
     let mut ranges = Vec::new();
     let mut first = 0u32;
     let mut pending: Vec<(Hash, Entry)> = Vec::new();
     let mut size = 0usize;
-    for b in 0..BUCKETS {
-        let entries = next_bucket(b)?;
-        size += entries
-            .iter()
-            .map(|(_, e)| e.key.len() + e.value.len() + 8)
-            .sum::<usize>();
-        pending.extend(entries);
-        let end = b as u32 + 1;
-        if size >= target_bytes || end as usize == BUCKETS {
-            let bytes = encode_chunk(first, end, &pending);
-            emit(ranges.len() as u32, &bytes)?;
-            ranges.push(ChunkRange {
-                first,
-                end,
-                hash: Hash::digest(&bytes),
-            });
-            first = end;
-            pending.clear();
-            size = 0;
+    let mut from = Hash::ZERO;
+    let mut close = |first: &mut u32, end: u32, pending: &mut Vec<(Hash, Entry)>| -> Result<(), SnapshotError> {
+        let bytes = encode_chunk(*first, end, pending);
+        emit(ranges.len() as u32, &bytes)?;
+        ranges.push(ChunkRange {
+            first: *first,
+            end,
+            hash: Hash::digest(&bytes),
+        });
+        *first = end;
+        pending.clear();
+        Ok(())
+    };
+    loop {
+        let (page, more) = next_page(&from)?;
+        for (kh, e) in page {
+            let b = smt::bucket_of(&kh) as u32;
+            if size >= target_bytes {
+                if let Some(last) = pending.last().map(|(k, _)| smt::bucket_of(k) as u32) {
+                    if b > last {
+                        close(&mut first, last + 1, &mut pending)?;
+                        size = 0;
+                    }
+                }
+            }
+            size += e.key.len() + e.value.len() + 8;
+            from = crate::app::state::committed::next_hash(&kh);
+            pending.push((kh, e));
+        }
+        if !more || from == Hash::ZERO {
+            break;
         }
     }
+    close(&mut first, BUCKETS as u32, &mut pending)?;
     Ok(ranges)
 }
 
@@ -332,7 +342,11 @@ mod tests {
         let mut chunks = Vec::new();
         let ranges = cut_chunks(
             target,
-            |b| s.backend().bucket(b).map_err(malformed),
+            |from| {
+                let page = s.backend().range(from, 100).map_err(malformed)?;
+                let more = page.len() == 100;
+                Ok((page, more))
+            },
             |_, bytes| {
                 chunks.push(bytes.to_vec());
                 Ok(())

@@ -14,6 +14,9 @@ use crate::app::Application;
 use crate::storage::SnapshotStore;
 use crate::types::Height;
 
+/// Entries read per page while taking a snapshot.
+const PAGE: usize = 4096;
+
 /// Settings of the snapshotter.
 #[derive(Clone, Debug)]
 pub struct SnapshotPolicy {
@@ -95,9 +98,9 @@ impl Snapshotter {
         let io = |e: crate::storage::StorageError| SnapshotError::Malformed(e.to_string());
         let ranges = cut_chunks(
             self.policy.chunk_bytes,
-            |b| {
+            |from| {
                 self.app
-                    .snapshot_bucket(h, b)
+                    .snapshot_page(h, from, PAGE)
                     .map_err(|e| SnapshotError::Malformed(e.to_string()))
             },
             |i, bytes| self.store.put_snapshot_chunk(h, i, bytes).map_err(io),

@@ -194,8 +194,13 @@ impl Application for Ledger {
         self.state.begin_snapshot()
     }
 
-    fn snapshot_bucket(&self, height: Height, b: usize) -> Result<Vec<(Hash, Entry)>, AppError> {
-        self.state.snapshot_bucket(height, b).map_err(internal)
+    fn snapshot_page(
+        &self,
+        height: Height,
+        from: &Hash,
+        limit: usize,
+    ) -> Result<(Vec<(Hash, Entry)>, bool), AppError> {
+        self.state.snapshot_page(height, from, limit).map_err(internal)
     }
 
     fn end_snapshot(&self, height: Height) {

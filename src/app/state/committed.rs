@@ -219,25 +219,31 @@ impl CommittedState {
         Some(out)
     }
 
-    /// The entries of bucket `b` as of the frozen snapshot height, or an error if
-    /// the snapshot was abandoned (or never begun).
-    pub fn snapshot_bucket(
+    /// Up to `limit` entries from key hash `from` on, as of the frozen snapshot
+    /// height, and whether more may follow; an error if the snapshot was
+    /// abandoned (or never begun). Pages in key order cost one range read each,
+    /// whatever the number of buckets.
+    pub fn snapshot_page(
         &self,
         height: Height,
-        b: usize,
-    ) -> Result<Vec<(Hash, Entry)>, StateError> {
+        from: &Hash,
+        limit: usize,
+    ) -> Result<(Vec<(Hash, Entry)>, bool), StateError> {
         let g = self.read();
         let Some(f) = g.freeze.as_ref().filter(|f| f.height == height) else {
-            return Err(StateError(format!(
-                "no snapshot of height {height} in progress"
-            )));
+            return Err(StateError(format!("no snapshot of height {height} in progress")));
         };
-        let mut entries: BTreeMap<Hash, Entry> = self.backend.bucket(b)?.into_iter().collect();
-        for (kh, old) in f
-            .preserved
-            .range(bucket_start(b)..)
-            .take_while(|(kh, _)| smt::bucket_of(kh) == b)
-        {
+        let page = self.backend.range(from, limit)?;
+        let more = page.len() == limit;
+        // The page covers [from, last] if full, [from, end) otherwise; preserved
+        // entries of that interval replace what the backend holds now.
+        let upper = if more { page.last().map(|(k, _)| *k) } else { None };
+        let mut entries: BTreeMap<Hash, Entry> = page.into_iter().collect();
+        let preserved = f.preserved.range(*from..);
+        for (kh, old) in preserved {
+            if upper.is_some_and(|u| *kh > u) {
+                break;
+            }
             match old {
                 Some(e) => {
                     entries.insert(*kh, e.clone());
@@ -247,7 +253,7 @@ impl CommittedState {
                 }
             }
         }
-        Ok(entries.into_iter().collect())
+        Ok((entries.into_iter().collect(), more))
     }
 
     /// Ends the snapshot of `height`.
@@ -270,7 +276,7 @@ impl CommittedState {
 }
 
 /// The key hash right after `h` (wrapping to zero after the last).
-fn next_hash(h: &Hash) -> Hash {
+pub fn next_hash(h: &Hash) -> Hash {
     let mut b = h.0;
     for i in (0..32).rev() {
         let (v, carry) = b[i].overflowing_add(1);
@@ -351,15 +357,27 @@ mod tests {
         let p2 = s.prepare(more).unwrap();
         s.apply(Height(2), &p2).unwrap();
         // Rebuilding from the frozen view gives the root of height 1.
-        let mut nodes = Vec::new();
-        for b in 0..smt::BUCKETS {
-            let es = s.snapshot_bucket(h, b).unwrap();
-            nodes.push(bucket_node(&es));
+        let mut all = Vec::new();
+        let mut from = Hash::ZERO;
+        loop {
+            let (page, more) = s.snapshot_page(h, &from, 7).unwrap();
+            if let Some((k, _)) = page.last() {
+                from = next_hash(k);
+            }
+            all.extend(page);
+            if !more {
+                break;
+            }
         }
+        let mut per: Vec<Vec<(Hash, Entry)>> = vec![Vec::new(); smt::BUCKETS];
+        for (kh, e) in all {
+            per[smt::bucket_of(&kh)].push((kh, e));
+        }
+        let nodes: Vec<TopNode> = per.iter().map(|es| bucket_node(es)).collect();
         assert_eq!(nodes, buckets);
         assert_eq!(TopTree::from_buckets(&nodes).unwrap().root(), root);
         s.end_snapshot(h);
-        assert!(s.snapshot_bucket(h, 0).is_err());
+        assert!(s.snapshot_page(h, &Hash::ZERO, 1).is_err());
     }
 
     #[test]
