@@ -33,6 +33,15 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// The database could not be opened: sled panicked, or did not finish in the
+    /// time allowed (sled 1.0 panics on some damaged files instead of failing).
+    #[error("cannot open the database in {}: {reason}", path.display())]
+    OpenFailed {
+        /// Directory of the database.
+        path: PathBuf,
+        /// What happened.
+        reason: String,
+    },
     /// Stored bytes are not what was written: a checksum, a length or a decoding
     /// check failed, or a record contradicts its key.
     #[error("corrupt {what} at {key}: {reason}")]

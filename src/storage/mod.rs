@@ -1,6 +1,6 @@
 //! Everything the node keeps on disk, behind traits so that the engine can change.
 //!
-//! - [`traits`]: the contract ([`BlockStore`], [`WalStore`], [`MetaStore`]).
+//! - `traits`: the contract ([`BlockStore`], [`WalStore`], [`MetaStore`]).
 //! - [`SledStore`] (`sled_store`): blocks, WAL and metadata in one sled database;
 //!   [`MemStore`] (`mem_store`): the same rules in memory, for tests.
 //! - [`SigningStateFile`] (`signing_state`): what the validator last signed, in

@@ -11,9 +11,21 @@
 //! A flush is sled's durability point: it writes the dirty leaves to the heap
 //! files, fsyncs them, appends to the metadata log and fsyncs it and the
 //! directory, so an append costs about three fsyncs.
+//!
+//! What sled 1.0.0-alpha.124 demands of its user, and how this module meets it:
+//! - `Db` and `Tree` are `Send` but not `Sync`: a pool of handle clones, one per
+//!   concurrent caller.
+//! - Opening damaged heap files panics inside sled and then blocks forever: the
+//!   open runs on its own thread with a timeout ([`SledOptions::open_timeout`]).
+//! - Backward iteration can deadlock against a concurrent batch: it is used only
+//!   at open, to find the first and last heights.
+//! - A failed background flush aborts the process: flushes are explicit by
+//!   default, so that a failure is an error the node can stop on.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::StorageError;
 use super::engine::{Engine, Entry, FirstLast, TreeId};
@@ -46,6 +58,13 @@ pub struct SledOptions {
     /// a background flush fails, whereas a failed explicit flush is an error the
     /// node can stop on.
     pub background_flush_ms: Option<usize>,
+    /// How long opening may take before it is given up as stuck. sled
+    /// 1.0.0-alpha.124 panics while opening a database whose heap files are
+    /// damaged, and the unwinding then blocks forever in sled's shutdown code; the
+    /// open runs on a thread of its own so that the caller gets
+    /// [`StorageError::OpenFailed`] instead of hanging. Recovery of a large
+    /// database reads all of sled's metadata, so keep this generous.
+    pub open_timeout: Duration,
 }
 
 impl Default for SledOptions {
@@ -53,6 +72,7 @@ impl Default for SledOptions {
         SledOptions {
             cache_capacity_bytes: 256 * 1024 * 1024,
             background_flush_ms: None,
+            open_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -83,12 +103,7 @@ impl SledEngine {
             let path = dir.to_path_buf();
             move |source| StorageError::Sled { op, path, source }
         };
-        let db: Db = sled::Config::new()
-            .path(dir)
-            .cache_capacity_bytes(options.cache_capacity_bytes)
-            .flush_every_ms(options.background_flush_ms)
-            .open()
-            .map_err(sled_err("open"))?;
+        let db = open_db(dir, options)?;
         let open = |t: TreeId| db.open_tree(t.name()).map_err(sled_err("open tree"));
         let handles = Handles {
             trees: [
@@ -144,6 +159,43 @@ impl SledEngine {
                 path: self.path.clone(),
                 source,
             })
+    }
+}
+
+/// Opens the database on a thread of its own, waiting at most
+/// `options.open_timeout` (see [`SledOptions::open_timeout`] for why).
+fn open_db(dir: &Path, options: &SledOptions) -> Result<Db, StorageError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity_bytes(options.cache_capacity_bytes)
+        .flush_every_ms(options.background_flush_ms);
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("sled-open".into())
+        .spawn(move || {
+            // The receiver is gone only if the caller gave up already.
+            let _ = tx.send(config.open::<LEAF_FANOUT>());
+        })
+        .map_err(|e| StorageError::io("spawn a thread to open", dir, e))?;
+    let failed = |reason: String| StorageError::OpenFailed {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    match rx.recv_timeout(options.open_timeout) {
+        Ok(result) => result.map_err(|source| StorageError::Sled {
+            op: "open",
+            path: dir.to_path_buf(),
+            source,
+        }),
+        Err(RecvTimeoutError::Disconnected) => Err(failed(
+            "sled panicked while opening it; its files may be damaged".into(),
+        )),
+        Err(RecvTimeoutError::Timeout) => Err(failed(format!(
+            "sled did not finish opening it within {:?}: it hangs after a panic on \
+             damaged files (see the log for the panic), or recovery is slow; the \
+             process should exit",
+            options.open_timeout
+        ))),
     }
 }
 
