@@ -169,11 +169,19 @@ pub trait Application: Send + Sync + 'static {
         limit: usize,
     ) -> Result<(Vec<(Hash, state::Entry)>, bool), AppError> {
         let _ = (from, limit);
-        Err(AppError::Internal(format!("no snapshot of height {height} in progress")))
+        Err(AppError::Internal(format!(
+            "no snapshot of height {height} in progress"
+        )))
     }
 
     /// Ends the snapshot begun at `height`.
     fn end_snapshot(&self, _height: Height) {}
+
+    /// Makes the committed state durable up to now, so that a restart replays
+    /// only later blocks. Called from a background thread every so often.
+    fn checkpoint(&self) -> Result<(), AppError> {
+        Ok(())
+    }
 
     /// Reads `key` from the committed state with a proof.
     fn query(&self, key: &[u8]) -> Result<QueryResult, AppError>;

@@ -386,6 +386,13 @@ impl NodeConfig {
                 "must be at least 1024",
             ));
         }
+        if self.storage.keep_recent_blocks != 0 && self.storage.keep_recent_blocks < 500 {
+            return Err(ConfigError::invalid(
+                path,
+                "storage.keep_recent_blocks",
+                "must be 0 (keep all) or at least 500: the state is rebuilt from recent blocks after a crash",
+            ));
+        }
         if self.mempool.max_txs == 0 || self.mempool.max_bytes == 0 {
             return Err(ConfigError::invalid(
                 path,

@@ -27,6 +27,9 @@ use crate::types::{
     Block, BlockId, Commit, DuplicateVote, Evidence, Hash, Height, PublicKey, Round, Timestamp,
 };
 
+/// Blocks between two checkpoints of the application state.
+const CHECKPOINT_EVERY: u64 = 100;
+
 /// Penalty points after which a peer is cut off.
 const BAN_SCORE: u32 = 100;
 /// How long a cut-off peer stays refused.
@@ -181,6 +184,9 @@ impl Actor {
                     self.penalize(&peer, 10 * n.min(10) as u32, "gossiped invalid transactions");
                 }
             }
+        }
+        if let Err(e) = self.app.checkpoint() {
+            warn!(error = %e, "state checkpoint at shutdown failed");
         }
         info!("consensus stopped");
         Ok(())
@@ -407,6 +413,16 @@ impl Actor {
         self.on_block_committed(block, commit);
         self.after_commit(block, &exec.results);
         self.snapshotter.on_commit(height);
+        if height.0 % CHECKPOINT_EVERY == 0 {
+            // The state is derived from the block log: flushing it is only a
+            // checkpoint that shortens replay after a crash, so it runs aside.
+            let app = self.app.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = app.checkpoint() {
+                    warn!(error = %e, "state checkpoint failed");
+                }
+            });
+        }
         self.execs.clear();
         self.timers.forget_below(height.next());
         self.prune();

@@ -122,13 +122,17 @@ impl Engine for MemEngine {
 #[derive(Clone)]
 pub struct MemStore {
     inner: Arc<KvStore<MemEngine>>,
+    /// The same trees: in memory there is no reason to split them.
+    aux: Arc<KvStore<MemEngine>>,
 }
 
 impl MemStore {
     /// An empty store.
     pub fn new() -> MemStore {
+        let inner = Arc::new(KvStore::new_empty(MemEngine::default()));
         MemStore {
-            inner: Arc::new(KvStore::new_empty(MemEngine::default())),
+            aux: inner.clone(),
+            inner,
         }
     }
 
@@ -162,7 +166,7 @@ impl MemStore {
     /// The application state tree of this store.
     pub fn state_backend(&self) -> Arc<dyn super::state::StateBackend> {
         Arc::new(super::state::StateTree {
-            inner: self.inner.clone(),
+            inner: self.aux.clone(),
         })
     }
 }

@@ -43,8 +43,10 @@ use super::kv_store::{KvStore, impl_store_traits};
 /// when the database is created, so changing it needs a migration.
 const LEAF_FANOUT: usize = 4;
 
-type Db = sled::Db<LEAF_FANOUT>;
-type Tree = sled::Tree<LEAF_FANOUT>;
+/// Entries per leaf of the second database, which holds the application state,
+/// the transaction index and snapshots: many small entries written at random
+/// places, where a wide leaf keeps sled's per-leaf index small.
+const STATE_FANOUT: usize = 64;
 
 /// Settings of a [`SledStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,29 +83,29 @@ impl Default for SledOptions {
 /// each handle carries its own epoch-reclamation state and is meant to be used by
 /// one thread at a time, with a clone per thread.
 #[derive(Clone)]
-struct Handles {
-    trees: [Tree; 6],
+struct Handles<const F: usize> {
+    trees: [sled::Tree<F>; 6],
 }
 
 /// One sled database, shared by threads through a pool of handles.
-pub(super) struct SledEngine {
+pub(super) struct SledEngine<const F: usize> {
     path: PathBuf,
     /// Cloned whenever the pool is empty. Holds the `Db`, whose drop (with the
     /// last handle) flushes and closes the database.
-    template: Mutex<(Db, Handles)>,
+    template: Mutex<(sled::Db<F>, Handles<F>)>,
     /// Handles not in use. It grows to the number of threads that ever used the
     /// store at once and never shrinks: with explicit flushing sled flushes when a
     /// handle drops, which would cost an fsync.
-    idle: Mutex<Vec<Handles>>,
+    idle: Mutex<Vec<Handles<F>>>,
 }
 
-impl SledEngine {
-    fn open(dir: &Path, options: &SledOptions) -> Result<SledEngine, StorageError> {
+impl<const F: usize> SledEngine<F> {
+    fn open(dir: &Path, options: &SledOptions) -> Result<SledEngine<F>, StorageError> {
         let sled_err = |op| {
             let path = dir.to_path_buf();
             move |source| StorageError::Sled { op, path, source }
         };
-        let db = open_db(dir, options)?;
+        let db = open_db::<F>(dir, options)?;
         let open = |t: TreeId| db.open_tree(t.name()).map_err(sled_err("open tree"));
         let handles = Handles {
             trees: [
@@ -123,7 +125,7 @@ impl SledEngine {
     }
 
     /// Runs `f` on a handle that no other thread uses meanwhile.
-    fn with<R>(&self, f: impl FnOnce(&Handles) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&Handles<F>) -> R) -> R {
         let pooled = self
             .idle
             .lock()
@@ -151,7 +153,7 @@ impl SledEngine {
         &self,
         tree: TreeId,
         op: &'static str,
-        f: impl FnOnce(&Tree) -> std::io::Result<R>,
+        f: impl FnOnce(&sled::Tree<F>) -> std::io::Result<R>,
     ) -> Result<R, StorageError> {
         self.with(|h| f(&h.trees[tree.index()]))
             .map_err(|source| StorageError::Sled {
@@ -164,7 +166,7 @@ impl SledEngine {
 
 /// Opens the database on a thread of its own, waiting at most
 /// `options.open_timeout` (see [`SledOptions::open_timeout`] for why).
-fn open_db(dir: &Path, options: &SledOptions) -> Result<Db, StorageError> {
+fn open_db<const F: usize>(dir: &Path, options: &SledOptions) -> Result<sled::Db<F>, StorageError> {
     let config = sled::Config::new()
         .path(dir)
         .cache_capacity_bytes(options.cache_capacity_bytes)
@@ -174,7 +176,7 @@ fn open_db(dir: &Path, options: &SledOptions) -> Result<Db, StorageError> {
         .name("sled-open".into())
         .spawn(move || {
             // The receiver is gone only if the caller gave up already.
-            let _ = tx.send(config.open::<LEAF_FANOUT>());
+            let _ = tx.send(config.open::<F>());
         })
         .map_err(|e| StorageError::io("spawn a thread to open", dir, e))?;
     let failed = |reason: String| StorageError::OpenFailed {
@@ -199,7 +201,7 @@ fn open_db(dir: &Path, options: &SledOptions) -> Result<Db, StorageError> {
     }
 }
 
-impl Engine for SledEngine {
+impl<const F: usize> Engine for SledEngine<F> {
     fn get(&self, tree: TreeId, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.on(tree, "get", |t| Ok(t.get(key)?.map(|v| v.to_vec())))
     }
@@ -285,13 +287,22 @@ impl Engine for SledEngine {
     }
 }
 
-/// The node's store on disk: blocks, commits, the consensus WAL and metadata in
-/// one sled database (trees `blocks`, `wal`, `meta`). Implements
-/// [`super::BlockStore`], [`super::WalStore`] and [`super::MetaStore`]. Clones
-/// share the database; it is closed (and flushed) when the last clone drops.
+/// The node's store on disk, in two sled databases under one directory:
+///
+/// - `log/`: blocks with their commits and state deltas, the consensus WAL and
+///   metadata. Every block append is one write and one flush (fsync): the
+///   durable commit of a block never waits on random writes.
+/// - `state/`: the application state, the transaction index and snapshots. It
+///   is derived from the log, written without waiting for the disk and flushed
+///   at checkpoints ([`SledStore::flush_state`]); after a crash whatever it lost
+///   is rebuilt from the log.
+///
+/// Clones share the databases; they are closed (and flushed) when the last clone
+/// drops.
 #[derive(Clone)]
 pub struct SledStore {
-    inner: Arc<KvStore<SledEngine>>,
+    inner: Arc<KvStore<SledEngine<LEAF_FANOUT>>>,
+    aux: Arc<KvStore<SledEngine<STATE_FANOUT>>>,
 }
 
 impl SledStore {
@@ -302,15 +313,22 @@ impl SledStore {
 
     /// Opens (creating if needed) the store in `dir`.
     pub fn open_with(dir: &Path, options: &SledOptions) -> Result<SledStore, StorageError> {
-        let engine = SledEngine::open(dir, options)?;
+        let engine = SledEngine::<LEAF_FANOUT>::open(&dir.join("log"), options)?;
+        let aux = SledEngine::<STATE_FANOUT>::open(&dir.join("state"), options)?;
         Ok(SledStore {
             inner: Arc::new(KvStore::open(engine)?),
+            aux: Arc::new(KvStore::new_empty(aux)),
         })
     }
 
-    /// The database directory.
+    /// The directory of the block-log database.
     pub fn path(&self) -> &Path {
         &self.inner.engine.path
+    }
+
+    /// Makes the state, transaction index and snapshot writes so far durable.
+    pub fn flush_state(&self) -> Result<(), StorageError> {
+        self.aux.engine.flush()
     }
 
     /// Makes every write so far durable, the WAL appends included (fsync).
@@ -357,7 +375,7 @@ impl SledStore {
     /// The application state tree of this store.
     pub fn state_backend(&self) -> Arc<dyn super::state::StateBackend> {
         Arc::new(super::state::StateTree {
-            inner: self.inner.clone(),
+            inner: self.aux.clone(),
         })
     }
 }

@@ -70,6 +70,10 @@ pub trait StateBackend: Send + Sync + 'static {
 
     /// Removes every entry and the applied height (before restoring a snapshot).
     fn clear(&self) -> Result<(), StateError>;
+
+    /// Makes every write so far durable (a checkpoint: after a crash, only the
+    /// changes of later heights are replayed from the block log).
+    fn flush(&self) -> Result<(), StateError>;
 }
 
 /// First key hash of a bucket (its two-byte prefix).
@@ -164,6 +168,10 @@ impl<E: Engine> StateBackend for StateTree<E> {
             .collect()
     }
 
+    fn flush(&self) -> Result<(), StateError> {
+        Ok(self.inner.engine.flush()?)
+    }
+
     fn clear(&self) -> Result<(), StateError> {
         loop {
             let keys: Vec<Vec<u8>> = self
@@ -240,6 +248,10 @@ impl StateBackend for MemBackend {
             .take(limit)
             .map(|(k, v)| (*k, v.clone()))
             .collect())
+    }
+
+    fn flush(&self) -> Result<(), StateError> {
+        Ok(())
     }
 
     fn clear(&self) -> Result<(), StateError> {

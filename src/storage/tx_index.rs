@@ -59,7 +59,11 @@ impl<E: Engine> KvStore<E> {
         Ok(Some((Height(u64::from_be_bytes(h)), u32::from_be_bytes(i))))
     }
 
-    pub(super) fn index_missing_txs(&self) -> Result<(), StorageError> {
+    /// Indexes the blocks of `log` above this index's height.
+    pub(super) fn index_missing_txs<L: Engine>(
+        &self,
+        log: &KvStore<L>,
+    ) -> Result<(), StorageError> {
         let indexed = match self.engine.get(TreeId::TxIndex, &[])? {
             Some(v) => {
                 let b: [u8; 8] = v
@@ -70,9 +74,9 @@ impl<E: Engine> KvStore<E> {
             }
             None => 0,
         };
-        let from = (indexed + 1).max(self.base_height().0);
-        for h in from..=self.latest_height().0 {
-            if let Some(b) = self.block(Height(h))? {
+        let from = (indexed + 1).max(log.base_height().0);
+        for h in from..=log.latest_height().0 {
+            if let Some(b) = log.block(Height(h))? {
                 let hashes: Vec<Hash> = b.txs.iter().map(|t| Hash::digest(t)).collect();
                 self.index_txs(Height(h), &hashes)?;
             }
@@ -89,18 +93,18 @@ macro_rules! impl_tx_index {
                 height: $crate::types::Height,
                 hashes: &[$crate::types::Hash],
             ) -> Result<(), $crate::storage::StorageError> {
-                self.inner.index_txs(height, hashes)
+                self.aux.index_txs(height, hashes)
             }
 
             fn locate_tx(
                 &self,
                 hash: &$crate::types::Hash,
             ) -> Result<Option<($crate::types::Height, u32)>, $crate::storage::StorageError> {
-                self.inner.locate_tx(hash)
+                self.aux.locate_tx(hash)
             }
 
             fn index_missing_txs(&self) -> Result<(), $crate::storage::StorageError> {
-                self.inner.index_missing_txs()
+                self.aux.index_missing_txs(&self.inner)
             }
         }
     };

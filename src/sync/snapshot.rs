@@ -268,7 +268,11 @@ pub fn verify_chunk(manifest: &Manifest, index: u32, bytes: &[u8]) -> Result<Chu
 /// `next_page(from)` (entries and whether more follow), into chunks of about
 /// `target_bytes` that end at bucket boundaries, handing each encoded chunk to
 /// `emit`. Returns the chunk ranges.
-pub fn cut_chunks<F, E>(target_bytes: usize, mut next_page: F, mut emit: E) -> Result<Vec<ChunkRange>, SnapshotError>
+pub fn cut_chunks<F, E>(
+    target_bytes: usize,
+    mut next_page: F,
+    mut emit: E,
+) -> Result<Vec<ChunkRange>, SnapshotError>
 where
     F: FnMut(&Hash) -> Result<(Vec<(Hash, Entry)>, bool), SnapshotError>,
     E: FnMut(u32, &[u8]) -> Result<(), SnapshotError>,
@@ -278,7 +282,10 @@ where
     let mut pending: Vec<(Hash, Entry)> = Vec::new();
     let mut size = 0usize;
     let mut from = Hash::ZERO;
-    let mut close = |first: &mut u32, end: u32, pending: &mut Vec<(Hash, Entry)>| -> Result<(), SnapshotError> {
+    let mut close = |first: &mut u32,
+                     end: u32,
+                     pending: &mut Vec<(Hash, Entry)>|
+     -> Result<(), SnapshotError> {
         let bytes = encode_chunk(*first, end, pending);
         emit(ranges.len() as u32, &bytes)?;
         ranges.push(ChunkRange {

@@ -284,6 +284,7 @@ pub async fn run(
         })?;
     backend
         .apply(height, &[] as &[Change])
+        .and_then(|_| backend.flush())
         .map_err(|e| StateSyncError::Storage(e.to_string()))?;
     store
         .blocks
@@ -552,6 +553,8 @@ async fn fetcher(
                 .map(|(k, e)| (k, Some(e)))
                 .collect();
             b.apply(Height(0), &changes).map_err(|e| e.to_string())?;
+            // The entries must be durable before the chunk is marked done.
+            b.flush().map_err(|e| e.to_string())?;
             let done = {
                 let mut w = w2.lock().unwrap_or_else(|e| e.into_inner());
                 w.done[index as usize] = 1;

@@ -200,11 +200,17 @@ impl Application for Ledger {
         from: &Hash,
         limit: usize,
     ) -> Result<(Vec<(Hash, Entry)>, bool), AppError> {
-        self.state.snapshot_page(height, from, limit).map_err(internal)
+        self.state
+            .snapshot_page(height, from, limit)
+            .map_err(internal)
     }
 
     fn end_snapshot(&self, height: Height) {
         self.state.end_snapshot(height)
+    }
+
+    fn checkpoint(&self) -> Result<(), AppError> {
+        self.state.backend().flush().map_err(internal)
     }
 
     fn query(&self, key: &[u8]) -> Result<QueryResult, AppError> {

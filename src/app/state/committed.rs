@@ -231,13 +231,19 @@ impl CommittedState {
     ) -> Result<(Vec<(Hash, Entry)>, bool), StateError> {
         let g = self.read();
         let Some(f) = g.freeze.as_ref().filter(|f| f.height == height) else {
-            return Err(StateError(format!("no snapshot of height {height} in progress")));
+            return Err(StateError(format!(
+                "no snapshot of height {height} in progress"
+            )));
         };
         let page = self.backend.range(from, limit)?;
         let more = page.len() == limit;
         // The page covers [from, last] if full, [from, end) otherwise; preserved
         // entries of that interval replace what the backend holds now.
-        let upper = if more { page.last().map(|(k, _)| *k) } else { None };
+        let upper = if more {
+            page.last().map(|(k, _)| *k)
+        } else {
+            None
+        };
         let mut entries: BTreeMap<Hash, Entry> = page.into_iter().collect();
         let preserved = f.preserved.range(*from..);
         for (kh, old) in preserved {
