@@ -21,6 +21,7 @@ fn network(slot: u16, entries: u64, chunk_bytes: usize, snapshots: bool) -> Clus
     for i in 0..5 {
         c.edit_config(i, |cfg| {
             cfg.sync.snapshot_interval = if snapshots { 10 } else { 0 };
+            cfg.sync.snapshot_keep = 50;
             cfg.sync.chunk_bytes = chunk_bytes;
             if i == 4 {
                 cfg.sync.state_sync = true;

@@ -42,6 +42,8 @@ const DONE_KEY: &str = "statesync/done";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failed requests before a server is given up.
 const MAX_FAILURES: u32 = 3;
+/// Restores started over (with a newer snapshot) before giving up.
+const MAX_ATTEMPTS: u32 = 4;
 /// Largest message accepted from a server (a chunk plus framing).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -218,45 +220,34 @@ pub async fn run(
             servers.push(s);
         }
     }
-    // A restore interrupted earlier resumes with the same snapshot.
-    let resumed = store
-        .meta
-        .meta_get(TARGET_KEY)
-        .map_err(storage)?
-        .and_then(|b| decode_target(&b));
-    let target = match resumed {
-        Some(t) => {
-            info!(height = %t.manifest.height, "resuming an interrupted state sync");
-            t
-        }
-        None => match choose(cfg, &servers, &progress).await? {
-            Some(t) => {
-                backend
-                    .clear()
-                    .map_err(|e| StateSyncError::Storage(e.to_string()))?;
-                store
-                    .meta
-                    .meta_put(DONE_KEY, &vec![0u8; t.manifest.chunks.len()])
-                    .map_err(storage)?;
-                store
-                    .meta
-                    .meta_put(TARGET_KEY, &encode_target(&t))
-                    .map_err(storage)?;
-                t
+    // A restore interrupted earlier resumes with the same snapshot. If the
+    // servers drop the snapshot being restored (they keep only their newest
+    // ones), start over with a newer one.
+    let mut attempt = 0;
+    let target = loop {
+        attempt += 1;
+        let Some(target) = pick_target(cfg, &servers, &store, &backend, &progress).await? else {
+            return Ok(Outcome::NoSnapshot);
+        };
+        match restore_chunks(
+            cfg,
+            &servers,
+            &target,
+            store.clone(),
+            backend.clone(),
+            &progress,
+        )
+        .await
+        {
+            Ok(()) => break target,
+            Err(e) if attempt < MAX_ATTEMPTS => {
+                warn!(error = %e, attempt, "starting state sync over with the newest snapshot");
+                store.meta.meta_put(TARGET_KEY, &[]).map_err(storage)?;
             }
-            None => return Ok(Outcome::NoSnapshot),
-        },
+            Err(e) => return Err(e),
+        }
     };
     let height = target.manifest.height;
-    restore_chunks(
-        cfg,
-        &servers,
-        &target,
-        store.clone(),
-        backend.clone(),
-        &progress,
-    )
-    .await?;
 
     // Every entry written: the root recomputed from them must be the signed one.
     let b = backend.clone();
@@ -294,6 +285,44 @@ pub async fn run(
     progress.finish_state_sync();
     info!(%height, root = %root, "state restored from snapshot");
     Ok(Outcome::Restored { height })
+}
+
+/// The snapshot to restore: the one an interrupted restore was working on, or
+/// the newest offered (the state tree is cleared and progress reset for it).
+async fn pick_target(
+    cfg: &StateSyncConfig,
+    servers: &[Server],
+    store: &SyncStore,
+    backend: &Arc<dyn StateBackend>,
+    progress: &Progress,
+) -> Result<Option<Target>, StateSyncError> {
+    let storage = |e: crate::storage::StorageError| StateSyncError::Storage(e.to_string());
+    let resumed = store
+        .meta
+        .meta_get(TARGET_KEY)
+        .map_err(storage)?
+        .and_then(|b| decode_target(&b));
+    if let Some(t) = resumed {
+        info!(height = %t.manifest.height, "resuming an interrupted state sync");
+        progress.set_phase_state_sync(t.manifest.height);
+        return Ok(Some(t));
+    }
+    let Some(t) = choose(cfg, servers, progress).await? else {
+        return Ok(None);
+    };
+    backend
+        .clear()
+        .and_then(|_| backend.flush())
+        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    store
+        .meta
+        .meta_put(DONE_KEY, &vec![0u8; t.manifest.chunks.len()])
+        .map_err(storage)?;
+    store
+        .meta
+        .meta_put(TARGET_KEY, &encode_target(&t))
+        .map_err(storage)?;
+    Ok(Some(t))
 }
 
 /// Picks the newest snapshot offered, verifies its header and manifest.
@@ -517,8 +546,14 @@ async fn fetcher(
             Ok(r) => r.chunk,
             Err(e) => {
                 failures += 1;
+                // NOT_FOUND: the server deleted the snapshot (it keeps only its
+                // newest): no use asking it again.
+                let gone = e.starts_with(&tonic::Code::NotFound.to_string());
                 warn!(server = %server.addr, chunk = index, error = %e, "chunk request failed");
-                put_back(&work, failures >= MAX_FAILURES);
+                put_back(&work, gone || failures >= MAX_FAILURES);
+                if gone {
+                    return;
+                }
                 continue;
             }
         };
