@@ -16,6 +16,9 @@ fn network(slot: u16, entries: u64, chunk_bytes: usize, snapshots: bool) -> Clus
     let c = Cluster::generate_with(4, 1, slot, |s| {
         s.extra_accounts = entries;
         s.clients = 1;
+        // A steady block rate that a node catching up outruns even on a loaded
+        // machine.
+        s.consensus.commit_delay_ms = 150;
     });
     let servers: Vec<String> = c.nodes[..4].iter().map(|n| n.grpc.clone()).collect();
     for i in 0..5 {
