@@ -267,17 +267,35 @@ impl Consensus {
         self.validity.clear();
         self.votes = VoteKeeper::default();
         let mut round = Round::ZERO;
+        let mut resumed_vote = None;
         // After a crash: resume the round and the locks we had persisted.
         if let Some(r) = self.restored.take() {
             if r.height == height {
                 round = r.round;
                 self.locked = r.locked;
                 self.valid = r.valid;
+                if let Some(SignedMessage::Vote(v)) = r.last_signed {
+                    if v.height == height && v.round == round {
+                        resumed_vote = Some(v);
+                    }
+                }
             } else if r.height > height {
                 self.restored = Some(r);
             }
         }
         self.start_round(now, round, out); // L10
+        // The vote signed before the crash may never have left the node (a crash
+        // between persist and send). Peers may need it for a quorum that nothing
+        // else can complete, and we can never sign another in its slot: count it,
+        // send it again, and resume at the step after it.
+        if let Some(v) = resumed_vote {
+            self.step = match v.vote_type {
+                VoteType::Prevote => Step::Prevote,
+                VoteType::Precommit => Step::Precommit,
+            };
+            self.votes.add(&self.validators, v.clone());
+            out.push(Output::BroadcastVote(v));
+        }
         let buffered = std::mem::take(&mut self.future);
         for (_, input) in buffered {
             self.apply(now, input, out);
@@ -690,5 +708,187 @@ impl Consensus {
             valid: self.valid,
             last_signed: self.last_signed.clone(),
         }
+    }
+}
+
+/// Regressions found by the deterministic simulator (`tests/simulation.rs`), as
+/// tables of inputs and the votes they must (or must not) produce.
+#[cfg(test)]
+mod simulator_regressions {
+    use super::*;
+    use crate::consensus::params::Timeouts;
+    use crate::types::{Hash, Header, Validator};
+
+    const CHAIN: &str = "c";
+
+    fn keys() -> Vec<Keypair> {
+        (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect()
+    }
+
+    fn set(keys: &[Keypair]) -> ValidatorSet {
+        ValidatorSet::new(
+            keys.iter()
+                .map(|k| Validator {
+                    public_key: k.public(),
+                    power: 1,
+                    name: String::new(),
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn machine(keys: &[Keypair], us: usize, restored: Option<PersistedState>) -> Consensus {
+        Consensus::new(
+            Params {
+                chain_id: CHAIN.into(),
+                validators: set(keys),
+                key: Some(keys[us].clone()),
+                timeouts: Timeouts::default(),
+            },
+            restored,
+        )
+    }
+
+    fn block(proposer: &Keypair) -> Arc<Block> {
+        Arc::new(Block {
+            header: Header {
+                chain_id: CHAIN.into(),
+                height: Height(1),
+                time: Timestamp(1),
+                last_block_id: None,
+                last_commit_hash: Hash::ZERO,
+                data_hash: Block::data_hash_of(&[]),
+                app_hash: Hash::ZERO,
+                validators_hash: Hash::ZERO,
+                evidence_hash: Block::evidence_hash_of(&[]),
+                proposer: proposer.public(),
+            },
+            txs: vec![],
+            last_commit: None,
+            evidence: vec![],
+        })
+    }
+
+    fn vote(k: &Keypair, t: VoteType, round: u32, id: Option<BlockId>) -> Vote {
+        Vote::new_signed(k, CHAIN, t, Height(1), Round(round), id, Timestamp(10))
+    }
+
+    fn start() -> Input {
+        Input::StartHeight {
+            height: Height(1),
+            last_block_time: Timestamp(0),
+        }
+    }
+
+    /// The votes among `outs`, as (type, round, value).
+    fn votes_out(outs: &[Output]) -> Vec<(VoteType, u32, Option<BlockId>)> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::BroadcastVote(v) => Some((v.vote_type, v.round.0, v.block_id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A validator crashed after persisting its precommit and before sending it.
+    /// After the restart nothing else can complete the precommit quorum of its
+    /// round (the others already precommitted and are waiting for +2/3 precommits
+    /// to start their precommit timeout): the restarted node must send that
+    /// precommit again and not redo the steps before it. It used to resume at the
+    /// propose step with its vote forgotten, and the height stalled for good.
+    #[test]
+    fn restart_resends_the_vote_persisted_before_the_crash() {
+        let ks = keys();
+        let us = (0..4)
+            .find(|i| machine(&ks, *i, None).proposer(Round(0)) != ks[*i].public())
+            .unwrap();
+        let proposer = (0..4)
+            .find(|i| ks[*i].public() == machine(&ks, us, None).proposer(Round(0)))
+            .unwrap();
+        let others: Vec<usize> = (0..4).filter(|i| *i != us && *i != proposer).collect();
+        let b = block(&ks[proposer]);
+        let id = b.id();
+        let ours = vote(&ks[us], VoteType::Precommit, 0, None);
+        let restored = PersistedState {
+            height: Height(1),
+            round: Round(0),
+            locked: None,
+            valid: None,
+            last_signed: Some(SignedMessage::Vote(ours.clone())),
+        };
+        let mut c = machine(&ks, us, Some(restored));
+        let proposal = Proposal::new_signed(
+            &ks[proposer],
+            CHAIN,
+            Height(1),
+            Round(0),
+            None,
+            id,
+            Timestamp(5),
+        );
+        // (input, votes it must send)
+        let table: Vec<(Input, Vec<(VoteType, u32, Option<BlockId>)>)> = vec![
+            (start(), vec![(VoteType::Precommit, 0, None)]),
+            (
+                Input::Proposal {
+                    proposal,
+                    block: b.clone(),
+                },
+                vec![],
+            ),
+            (
+                Input::ValueValidity {
+                    height: Height(1),
+                    block_id: id,
+                    valid: true,
+                },
+                vec![],
+            ),
+            // A polka for the block: we precommitted nil already, nothing to sign.
+            (
+                Input::Vote(vote(&ks[proposer], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+            (
+                Input::Vote(vote(&ks[others[0]], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+            (
+                Input::Vote(vote(&ks[others[1]], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+        ];
+        for (i, (input, expected)) in table.into_iter().enumerate() {
+            let outs = c.handle(Timestamp(20), input);
+            assert_eq!(votes_out(&outs), expected, "row {i}: {outs:?}");
+            assert!(
+                !outs.iter().any(|o| matches!(o, Output::Persist(_))),
+                "row {i}: nothing new may be signed: {outs:?}"
+            );
+            assert_eq!(c.step(), Step::Precommit, "row {i}");
+        }
+        // Our resent precommit counts: with two more, the precommit timeout starts.
+        c.handle(
+            Timestamp(20),
+            Input::Vote(vote(&ks[proposer], VoteType::Precommit, 0, None)),
+        );
+        let outs = c.handle(
+            Timestamp(20),
+            Input::Vote(vote(&ks[others[0]], VoteType::Precommit, 0, Some(id))),
+        );
+        assert!(
+            outs.iter().any(|o| matches!(
+                o,
+                Output::ScheduleTimeout {
+                    timeout: Timeout {
+                        kind: TimeoutKind::Precommit,
+                        ..
+                    },
+                    ..
+                }
+            )),
+            "{outs:?}"
+        );
     }
 }
