@@ -891,4 +891,86 @@ mod simulator_regressions {
             "{outs:?}"
         );
     }
+
+    /// An equivocating validator's prevote for the block reaches us after its nil
+    /// prevote. Another correct node counted the block vote, saw a polka, and
+    /// re-proposes the block with that valid round. We must count the conflicting
+    /// vote for its own value, or we never see the polka of L28 and, with locked
+    /// validators refusing every other value, the height stalls for good.
+    #[test]
+    fn conflicting_vote_counts_for_the_polka_of_a_valid_round() {
+        let ks = keys();
+        let probe = machine(&ks, 0, None);
+        // A round above 0 whose proposer is not us (validator 0).
+        let round = (1..8u32)
+            .find(|r| probe.proposer(Round(*r)) != ks[0].public())
+            .unwrap();
+        let proposer = (0..4)
+            .find(|i| ks[*i].public() == probe.proposer(Round(round)))
+            .unwrap();
+        let rest: Vec<usize> = (1..4).filter(|i| *i != proposer).collect();
+        let byzantine = rest[0];
+        let b = block(&ks[proposer]);
+        let id = b.id();
+        let mut c = machine(&ks, 0, None);
+        let proposal = Proposal::new_signed(
+            &ks[proposer],
+            CHAIN,
+            Height(1),
+            Round(round),
+            Some(Round(0)),
+            id,
+            Timestamp(5),
+        );
+        let table: Vec<(Input, Vec<(VoteType, u32, Option<BlockId>)>)> = vec![
+            (start(), vec![]),
+            // The equivocator's nil prevote arrives first...
+            (
+                Input::Vote(vote(&ks[byzantine], VoteType::Prevote, 0, None)),
+                vec![],
+            ),
+            // ...then the polka of round 0 that another node saw.
+            (
+                Input::Vote(vote(&ks[byzantine], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+            (
+                Input::Vote(vote(&ks[proposer], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+            (
+                Input::Vote(vote(&ks[rest[1]], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+            // f+1 precommits of `round` take us there (L55).
+            (
+                Input::Vote(vote(&ks[rest[1]], VoteType::Precommit, round, None)),
+                vec![],
+            ),
+            (
+                Input::Vote(vote(&ks[byzantine], VoteType::Precommit, round, None)),
+                vec![],
+            ),
+            (
+                Input::Proposal {
+                    proposal,
+                    block: b.clone(),
+                },
+                vec![],
+            ),
+            // L28: the re-proposed block has a polka in its valid round.
+            (
+                Input::ValueValidity {
+                    height: Height(1),
+                    block_id: id,
+                    valid: true,
+                },
+                vec![(VoteType::Prevote, round, Some(id))],
+            ),
+        ];
+        for (i, (input, expected)) in table.into_iter().enumerate() {
+            let outs = c.handle(Timestamp(20), input);
+            assert_eq!(votes_out(&outs), expected, "row {i}: {outs:?}");
+        }
+    }
 }

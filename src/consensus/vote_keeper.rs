@@ -5,11 +5,27 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::types::{BlockId, DuplicateVote, PublicKey, Round, ValidatorSet, Vote, VoteType};
 
+/// Most values one validator is counted for in one slot (its first vote and
+/// conflicting ones). Correct validators never need more than one; the bound only
+/// limits what an equivocating validator can make us store.
+pub const MAX_VALUES_PER_SLOT: usize = 4;
+
 /// The votes of one type in one round.
+///
+/// A validator counts once towards "any value" (its first vote) and at most once
+/// towards each value it signed. Counting an equivocator's conflicting vote for its
+/// own value is what the paper's "2f+1 ⟨PREVOTE, h, r, id(v)⟩" means (messages from
+/// 2f+1 distinct senders), and liveness needs it: if another correct node saw a
+/// polka or a commit that includes a conflicting vote, we must be able to see it
+/// too once that vote reaches us, even though a different vote of the same
+/// validator reached us first. Two values still cannot both reach a quorum unless
+/// more than a third of the power equivocates.
 #[derive(Debug, Default, Clone)]
 pub struct VoteTally {
     /// First vote of each validator; later conflicting ones become evidence.
     votes: HashMap<PublicKey, Vote>,
+    /// Conflicting votes counted for their own value, by validator and value.
+    conflicting: HashMap<(PublicKey, Option<BlockId>), Vote>,
     /// Power per value (`None` = nil).
     power_by_value: HashMap<Option<BlockId>, u64>,
     /// Power of all votes, whatever the value.
@@ -30,9 +46,9 @@ impl VoteTally {
         self.power_any
     }
 
-    /// The votes counted, one per validator.
+    /// The votes counted: the first of each validator, then conflicting ones.
     pub fn votes(&self) -> impl Iterator<Item = &Vote> {
-        self.votes.values()
+        self.votes.values().chain(self.conflicting.values())
     }
 
     /// The vote of `validator`, if counted.
@@ -64,10 +80,11 @@ struct RoundVotes {
 pub enum AddVote {
     /// Counted.
     Added,
-    /// The same vote was already counted.
+    /// The same vote was already counted, or a conflicting vote of a validator
+    /// already reported (counted for its value up to [`MAX_VALUES_PER_SLOT`]).
     Duplicate,
-    /// The validator already voted differently in this slot: the second vote is not
-    /// counted and the pair is evidence.
+    /// The validator already voted differently in this slot: the pair is evidence.
+    /// The second vote counts for its own value, not towards "any value".
     Equivocation(DuplicateVote),
     /// Not from a validator: ignored.
     NotValidator,
@@ -94,14 +111,33 @@ impl VoteKeeper {
             VoteType::Precommit => &mut round.precommits,
         };
         if let Some(existing) = tally.votes.get(&vote.validator) {
-            if existing.block_id == vote.block_id {
+            if existing.block_id == vote.block_id
+                || tally
+                    .conflicting
+                    .contains_key(&(vote.validator, vote.block_id))
+            {
                 return AddVote::Duplicate;
             }
-            let key = (vote.validator, vote.round, vote.vote_type);
-            if !self.reported.insert(key) {
-                return AddVote::Duplicate;
+            let evidence = if self
+                .reported
+                .insert((vote.validator, vote.round, vote.vote_type))
+            {
+                DuplicateVote::new(existing.clone(), vote.clone())
+            } else {
+                None
+            };
+            let values = 1 + tally
+                .conflicting
+                .keys()
+                .filter(|(k, _)| *k == vote.validator)
+                .count();
+            if values < MAX_VALUES_PER_SLOT {
+                *tally.power_by_value.entry(vote.block_id).or_insert(0) += power;
+                tally
+                    .conflicting
+                    .insert((vote.validator, vote.block_id), vote);
             }
-            return match DuplicateVote::new(existing.clone(), vote) {
+            return match evidence {
                 Some(ev) => AddVote::Equivocation(ev),
                 None => AddVote::Duplicate,
             };
@@ -219,8 +255,10 @@ mod tests {
             vk.add(&set, vote(&keys[0], VoteType::Prevote, 0, None)),
             AddVote::Duplicate
         );
+        // The conflicting votes count for their own values, "any" once.
         assert_eq!(vk.power_for(Round(0), VoteType::Prevote, a.as_ref()), 1);
-        assert_eq!(vk.power_for(Round(0), VoteType::Prevote, b.as_ref()), 0);
+        assert_eq!(vk.power_for(Round(0), VoteType::Prevote, b.as_ref()), 1);
+        assert_eq!(vk.power_for(Round(0), VoteType::Prevote, None), 1);
         assert_eq!(vk.power_any(Round(0), VoteType::Prevote), 1);
         vk.add(&set, vote(&keys[1], VoteType::Prevote, 0, a));
         vk.add(&set, vote(&keys[2], VoteType::Prevote, 0, a));
@@ -232,6 +270,24 @@ mod tests {
             vk.add(&set, vote(&outsider, VoteType::Prevote, 0, a)),
             AddVote::NotValidator
         );
+    }
+
+    #[test]
+    fn an_equivocator_counts_for_a_bounded_number_of_values() {
+        let (keys, set) = setup(&[1, 1, 1, 1]);
+        let mut vk = VoteKeeper::default();
+        let values: Vec<Option<Hash>> = (0..6u8).map(|i| Some(Hash::digest(&[i]))).collect();
+        for v in &values {
+            vk.add(&set, vote(&keys[0], VoteType::Precommit, 0, *v));
+        }
+        let counted = values
+            .iter()
+            .filter(|v| vk.power_for(Round(0), VoteType::Precommit, v.as_ref()) == 1)
+            .count();
+        assert_eq!(counted, MAX_VALUES_PER_SLOT);
+        assert_eq!(vk.power_any(Round(0), VoteType::Precommit), 1);
+        let t = vk.tally(Round(0), VoteType::Precommit).unwrap();
+        assert_eq!(t.votes().count(), MAX_VALUES_PER_SLOT);
     }
 
     #[test]
