@@ -931,11 +931,11 @@ mod simulator_regressions {
             ),
             // ...then the polka of round 0 that another node saw.
             (
-                Input::Vote(vote(&ks[byzantine], VoteType::Prevote, 0, Some(id))),
+                Input::Vote(vote(&ks[proposer], VoteType::Prevote, 0, Some(id))),
                 vec![],
             ),
             (
-                Input::Vote(vote(&ks[proposer], VoteType::Prevote, 0, Some(id))),
+                Input::Vote(vote(&ks[byzantine], VoteType::Prevote, 0, Some(id))),
                 vec![],
             ),
             (

@@ -5,11 +5,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::types::{BlockId, DuplicateVote, PublicKey, Round, ValidatorSet, Vote, VoteType};
 
-/// Most values one validator is counted for in one slot (its first vote and
-/// conflicting ones). Correct validators never need more than one; the bound only
-/// limits what an equivocating validator can make us store.
-pub const MAX_VALUES_PER_SLOT: usize = 4;
-
 /// The votes of one type in one round.
 ///
 /// A validator counts once towards "any value" (its first vote) and at most once
@@ -20,6 +15,14 @@ pub const MAX_VALUES_PER_SLOT: usize = 4;
 /// too once that vote reaches us, even though a different vote of the same
 /// validator reached us first. Two values still cannot both reach a quorum unless
 /// more than a third of the power equivocates.
+///
+/// A conflicting vote counts only for nil or for a value that some validator
+/// voted for first: a value that can reach a quorum has correct supporters, and
+/// correct validators never equivocate. This bounds what an equivocator can make
+/// us store (at most one entry per validator and supported value) without letting
+/// it crowd out the value that matters. A conflicting vote that arrives before the
+/// value has support is not counted; the runtime sends it again, since we do not
+/// hold it.
 #[derive(Debug, Default, Clone)]
 pub struct VoteTally {
     /// First vote of each validator; later conflicting ones become evidence.
@@ -81,10 +84,11 @@ pub enum AddVote {
     /// Counted.
     Added,
     /// The same vote was already counted, or a conflicting vote of a validator
-    /// already reported (counted for its value up to [`MAX_VALUES_PER_SLOT`]).
+    /// already reported (counted for its value if that value has support).
     Duplicate,
     /// The validator already voted differently in this slot: the pair is evidence.
-    /// The second vote counts for its own value, not towards "any value".
+    /// The second vote counts for its own value if that value has support (see
+    /// [`VoteTally`]), never towards "any value".
     Equivocation(DuplicateVote),
     /// Not from a validator: ignored.
     NotValidator,
@@ -126,12 +130,9 @@ impl VoteKeeper {
             } else {
                 None
             };
-            let values = 1 + tally
-                .conflicting
-                .keys()
-                .filter(|(k, _)| *k == vote.validator)
-                .count();
-            if values < MAX_VALUES_PER_SLOT {
+            let supported = vote.block_id.is_none()
+                || tally.votes.values().any(|v| v.block_id == vote.block_id);
+            if supported {
                 *tally.power_by_value.entry(vote.block_id).or_insert(0) += power;
                 tally
                     .conflicting
@@ -255,9 +256,9 @@ mod tests {
             vk.add(&set, vote(&keys[0], VoteType::Prevote, 0, None)),
             AddVote::Duplicate
         );
-        // The conflicting votes count for their own values, "any" once.
+        // Conflicting votes count for nil and for supported values; "any" once.
         assert_eq!(vk.power_for(Round(0), VoteType::Prevote, a.as_ref()), 1);
-        assert_eq!(vk.power_for(Round(0), VoteType::Prevote, b.as_ref()), 1);
+        assert_eq!(vk.power_for(Round(0), VoteType::Prevote, b.as_ref()), 0);
         assert_eq!(vk.power_for(Round(0), VoteType::Prevote, None), 1);
         assert_eq!(vk.power_any(Round(0), VoteType::Prevote), 1);
         vk.add(&set, vote(&keys[1], VoteType::Prevote, 0, a));
@@ -273,21 +274,30 @@ mod tests {
     }
 
     #[test]
-    fn an_equivocator_counts_for_a_bounded_number_of_values() {
+    fn an_equivocator_counts_only_for_supported_values() {
         let (keys, set) = setup(&[1, 1, 1, 1]);
         let mut vk = VoteKeeper::default();
         let values: Vec<Option<Hash>> = (0..6u8).map(|i| Some(Hash::digest(&[i]))).collect();
+        // A flood of values from one validator: only its first counts.
         for v in &values {
             vk.add(&set, vote(&keys[0], VoteType::Precommit, 0, *v));
         }
-        let counted = values
-            .iter()
-            .filter(|v| vk.power_for(Round(0), VoteType::Precommit, v.as_ref()) == 1)
-            .count();
-        assert_eq!(counted, MAX_VALUES_PER_SLOT);
-        assert_eq!(vk.power_any(Round(0), VoteType::Precommit), 1);
+        let counted = |vk: &VoteKeeper, v: &Option<Hash>| {
+            vk.power_for(Round(0), VoteType::Precommit, v.as_ref())
+        };
+        assert_eq!(counted(&vk, &values[0]), 1);
+        assert_eq!(counted(&vk, &values[5]), 0);
+        // Once another validator votes for a value first, the conflicting vote
+        // for it counts when it arrives again.
+        vk.add(&set, vote(&keys[1], VoteType::Precommit, 0, values[5]));
+        assert_eq!(
+            vk.add(&set, vote(&keys[0], VoteType::Precommit, 0, values[5])),
+            AddVote::Duplicate
+        );
+        assert_eq!(counted(&vk, &values[5]), 2);
+        assert_eq!(vk.power_any(Round(0), VoteType::Precommit), 2);
         let t = vk.tally(Round(0), VoteType::Precommit).unwrap();
-        assert_eq!(t.votes().count(), MAX_VALUES_PER_SLOT);
+        assert_eq!(t.votes().count(), 3);
     }
 
     #[test]
