@@ -104,6 +104,14 @@ pub struct PersistedState {
     pub valid: Option<(Round, BlockId)>,
     /// The last message signed.
     pub last_signed: Option<SignedMessage>,
+    /// The prevotes of the polkas behind `locked` and `valid`. After a restart we
+    /// must still be able to show them: a lock that no other node can verify
+    /// refuses every other value while nobody accepts ours, and the height stalls
+    /// (for good if a vote of that polka came from a validator that went silent).
+    pub polka: Vec<Vote>,
+    /// The block of `valid`, so that after a restart we can propose it again
+    /// (L16) rather than a fresh value that we ourselves, locked, would refuse.
+    pub valid_block: Option<Arc<Block>>,
 }
 
 /// An input to [`crate::consensus::Consensus::handle`].

@@ -274,6 +274,20 @@ impl Consensus {
                 round = r.round;
                 self.locked = r.locked;
                 self.valid = r.valid;
+                // The polkas behind the lock and the valid value, and the valid
+                // block (checked before we voted for it), so that we can show
+                // them and propose the block again.
+                for v in r.polka {
+                    if v.height == height && v.vote_type == VoteType::Prevote {
+                        self.votes.add(&self.validators, v);
+                    }
+                }
+                if let (Some((_, id)), Some(b)) = (r.valid, r.valid_block) {
+                    if b.id() == id {
+                        self.blocks.insert(id, b);
+                        self.validity.insert(id, Validity::Valid);
+                    }
+                }
                 if let Some(SignedMessage::Vote(v)) = r.last_signed {
                     if v.height == height && v.round == round {
                         resumed_vote = Some(v);
@@ -701,12 +715,22 @@ impl Consensus {
     }
 
     fn persisted(&self) -> PersistedState {
+        let mut polka: Vec<Vote> = Vec::new();
+        for (r, id) in [self.locked, self.valid].into_iter().flatten() {
+            if let Some(t) = self.votes.tally(r, VoteType::Prevote) {
+                polka.extend(t.votes().filter(|v| v.block_id == Some(id)).cloned());
+            }
+        }
+        polka.sort_by_key(|v| (v.round, v.validator));
+        polka.dedup_by(|a, b| a.round == b.round && a.validator == b.validator);
         PersistedState {
             height: self.height,
             round: self.round,
             locked: self.locked,
             valid: self.valid,
             last_signed: self.last_signed.clone(),
+            polka,
+            valid_block: self.valid.and_then(|(_, id)| self.blocks.get(&id).cloned()),
         }
     }
 }
@@ -816,6 +840,8 @@ mod simulator_regressions {
             locked: None,
             valid: None,
             last_signed: Some(SignedMessage::Vote(ours.clone())),
+            polka: vec![],
+            valid_block: None,
         };
         let mut c = machine(&ks, us, Some(restored));
         let proposal = Proposal::new_signed(
@@ -972,5 +998,69 @@ mod simulator_regressions {
             let outs = c.handle(Timestamp(20), input);
             assert_eq!(votes_out(&outs), expected, "row {i}: {outs:?}");
         }
+    }
+
+    /// A validator locked on a block in round 0 crashed and lost the votes of
+    /// that polka; one of them came from a validator that then went silent. Back
+    /// up, it refused every fresh value (locked) while the others could never
+    /// check its polka to accept its block, so the height stalled for good. It
+    /// must come back with the polka and the block, and re-propose the block with
+    /// its valid round when its turn comes.
+    #[test]
+    fn restart_keeps_the_polka_and_block_of_the_lock() {
+        let ks = keys();
+        let probe = machine(&ks, 0, None);
+        let round = (1..8u32)
+            .find(|r| probe.proposer(Round(*r)) == ks[0].public())
+            .unwrap();
+        let b = block(&ks[1]);
+        let id = b.id();
+        let polka: Vec<Vote> = (0..3)
+            .map(|i| vote(&ks[i], VoteType::Prevote, 0, Some(id)))
+            .collect();
+        let ours = vote(&ks[0], VoteType::Precommit, round - 1, None);
+        let restored = PersistedState {
+            height: Height(1),
+            round: Round(round - 1),
+            locked: Some((Round(0), id)),
+            valid: Some((Round(0), id)),
+            last_signed: Some(SignedMessage::Vote(ours)),
+            polka: polka.clone(),
+            valid_block: Some(b.clone()),
+        };
+        let mut c = machine(&ks, 0, Some(restored));
+        c.handle(Timestamp(20), start());
+        assert_eq!(c.votes(Round(0), VoteType::Prevote).len(), 3);
+        // f+1 messages of `round` take us there (L55), where we propose.
+        c.handle(
+            Timestamp(20),
+            Input::Vote(vote(&ks[1], VoteType::Prevote, round, None)),
+        );
+        let outs = c.handle(
+            Timestamp(20),
+            Input::Vote(vote(&ks[2], VoteType::Prevote, round, None)),
+        );
+        let proposed: Vec<(Option<Round>, BlockId)> = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::BroadcastProposal { proposal, .. } => {
+                    Some((proposal.pol_round, proposal.block_id))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(proposed, vec![(Some(Round(0)), id)], "{outs:?}");
+        // And what we persist with it still carries the polka and the block.
+        let persisted = outs.iter().find_map(|o| match o {
+            Output::Persist(p) => Some(p.clone()),
+            _ => None,
+        });
+        let persisted = persisted.expect("persisted before the proposal");
+        assert_eq!(persisted.polka, {
+            let mut p = polka;
+            p.sort_by_key(|v| v.validator);
+            p
+        });
+        assert_eq!(persisted.valid_block, Some(b));
     }
 }
