@@ -745,6 +745,11 @@ mod simulator_regressions {
 
     const CHAIN: &str = "c";
 
+    /// A vote sent: (type, round, value).
+    type VoteOut = (VoteType, u32, Option<BlockId>);
+    /// A row of a table: an input and the votes it must send.
+    type Row = (Input, Vec<VoteOut>);
+
     fn keys() -> Vec<Keypair> {
         (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect()
     }
@@ -806,7 +811,7 @@ mod simulator_regressions {
     }
 
     /// The votes among `outs`, as (type, round, value).
-    fn votes_out(outs: &[Output]) -> Vec<(VoteType, u32, Option<BlockId>)> {
+    fn votes_out(outs: &[Output]) -> Vec<VoteOut> {
         outs.iter()
             .filter_map(|o| match o {
                 Output::BroadcastVote(v) => Some((v.vote_type, v.round.0, v.block_id)),
@@ -854,7 +859,7 @@ mod simulator_regressions {
             Timestamp(5),
         );
         // (input, votes it must send)
-        let table: Vec<(Input, Vec<(VoteType, u32, Option<BlockId>)>)> = vec![
+        let table: Vec<Row> = vec![
             (start(), vec![(VoteType::Precommit, 0, None)]),
             (
                 Input::Proposal {
@@ -948,7 +953,7 @@ mod simulator_regressions {
             id,
             Timestamp(5),
         );
-        let table: Vec<(Input, Vec<(VoteType, u32, Option<BlockId>)>)> = vec![
+        let table: Vec<Row> = vec![
             (start(), vec![]),
             // The equivocator's nil prevote arrives first...
             (
