@@ -132,12 +132,18 @@ fn simulation() {
         .map(|o| o.stats.max_round_stable)
         .max()
         .unwrap_or(0);
+    let worst = outcomes
+        .iter()
+        .map(|o| o.stats.max_gap * 100 / o.stats.bound.max(1))
+        .max()
+        .unwrap_or(0);
     let digest = outcomes
         .iter()
         .fold(0u64, |d, o| d.rotate_left(7) ^ o.digest);
     eprintln!(
         "sim stats: {:.1} s wall; after stabilization the slowest height took {max_gap} ms \
-         and the highest round was {max_round}; digest {digest:016x}; failing seeds: {failing:?}",
+         (at worst {worst}% of its run's bound) and the highest round was {max_round}; \
+         digest {digest:016x}; failing seeds: {failing:?}",
         started.elapsed().as_secs_f64()
     );
     println!(

@@ -228,6 +228,8 @@ pub struct Stats {
     pub max_round_stable: u32,
     /// Longest time after stabilization for all correct nodes to decide a height.
     pub max_gap: u64,
+    /// The liveness bound of the run (ms).
+    pub bound: u64,
 }
 
 /// The result of one run.
@@ -460,6 +462,7 @@ impl Sim {
                 l.push_str(&nodes);
             }
         }
+        self.stats.bound = self.bound;
         let heights = self.checks.decided.keys().next_back().copied().unwrap_or(0);
         let mut digest: u64 = 0xcbf2_9ce4_8422_2325;
         for (h, (id, _)) in &self.checks.decided {
