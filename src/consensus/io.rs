@@ -104,11 +104,14 @@ pub struct PersistedState {
     pub valid: Option<(Round, BlockId)>,
     /// The last message signed.
     pub last_signed: Option<SignedMessage>,
-    /// The prevotes of the polkas behind `locked` and `valid`. After a restart we
-    /// must still be able to show them: a lock that no other node can verify
-    /// refuses every other value while nobody accepts ours, and the height stalls
-    /// (for good if a vote of that polka came from a validator that went silent).
-    pub polka: Vec<Vote>,
+    /// Votes to show again after a restart, since nobody else may still hold
+    /// them (their holders may have crashed too, or be Byzantine and silent):
+    /// - the prevotes of the polkas behind `locked` and `valid`: a lock that no
+    ///   other node can verify refuses every other value while nobody accepts
+    ///   ours, and the height stalls;
+    /// - our own votes of `round`: the others may be waiting for +2/3 votes of
+    ///   the round that only ours can complete.
+    pub votes: Vec<Vote>,
     /// The block of `valid`, so that after a restart we can propose it again
     /// (L16) rather than a fresh value that we ourselves, locked, would refuse.
     pub valid_block: Option<Arc<Block>>,

@@ -267,20 +267,25 @@ impl Consensus {
         self.validity.clear();
         self.votes = VoteKeeper::default();
         let mut round = Round::ZERO;
-        let mut resumed_vote = None;
+        let mut resumed: Vec<Vote> = Vec::new();
         // After a crash: resume the round and the locks we had persisted.
         if let Some(r) = self.restored.take() {
             if r.height == height {
                 round = r.round;
                 self.locked = r.locked;
                 self.valid = r.valid;
-                // The polkas behind the lock and the valid value, and the valid
-                // block (checked before we voted for it), so that we can show
-                // them and propose the block again.
-                for v in r.polka {
-                    if v.height == height && v.vote_type == VoteType::Prevote {
-                        self.votes.add(&self.validators, v);
+                // The polkas behind the lock and the valid value, our votes of the
+                // round, and the valid block (checked before we voted for it), so
+                // that we can show them and propose the block again.
+                let us = self.our_key();
+                for v in r.votes {
+                    if v.height != height {
+                        continue;
                     }
+                    if Some(v.validator) == us && v.round == round {
+                        resumed.push(v.clone());
+                    }
+                    self.votes.add(&self.validators, v);
                 }
                 if let (Some((_, id)), Some(b)) = (r.valid, r.valid_block) {
                     if b.id() == id {
@@ -289,8 +294,8 @@ impl Consensus {
                     }
                 }
                 if let Some(SignedMessage::Vote(v)) = r.last_signed {
-                    if v.height == height && v.round == round {
-                        resumed_vote = Some(v);
+                    if v.height == height && v.round == round && !resumed.contains(&v) {
+                        resumed.push(v);
                     }
                 }
             } else if r.height > height {
@@ -298,15 +303,17 @@ impl Consensus {
             }
         }
         self.start_round(now, round, out); // L10
-        // The vote signed before the crash may never have left the node (a crash
-        // between persist and send). Peers may need it for a quorum that nothing
-        // else can complete, and we can never sign another in its slot: count it,
-        // send it again, and resume at the step after it.
-        if let Some(v) = resumed_vote {
-            self.step = match v.vote_type {
+        // Our votes of this round signed before the crash may never have left the
+        // node (a crash between persist and send), or only we may still hold them.
+        // Peers may need them for a quorum that nothing else can complete, and we
+        // can never sign others in their slots: count them, send them again, and
+        // resume at the step after the last.
+        resumed.sort_by_key(|v| v.vote_type);
+        for v in resumed {
+            self.step = self.step.max(match v.vote_type {
                 VoteType::Prevote => Step::Prevote,
                 VoteType::Precommit => Step::Precommit,
-            };
+            });
             self.votes.add(&self.validators, v.clone());
             out.push(Output::BroadcastVote(v));
         }
@@ -715,21 +722,34 @@ impl Consensus {
     }
 
     fn persisted(&self) -> PersistedState {
-        let mut polka: Vec<Vote> = Vec::new();
+        let mut votes: Vec<Vote> = Vec::new();
         for (r, id) in [self.locked, self.valid].into_iter().flatten() {
             if let Some(t) = self.votes.tally(r, VoteType::Prevote) {
-                polka.extend(t.votes().filter(|v| v.block_id == Some(id)).cloned());
+                votes.extend(t.votes().filter(|v| v.block_id == Some(id)).cloned());
             }
         }
-        polka.sort_by_key(|v| (v.round, v.validator));
-        polka.dedup_by(|a, b| a.round == b.round && a.validator == b.validator);
+        if let Some(us) = self.our_key() {
+            for t in [VoteType::Prevote, VoteType::Precommit] {
+                if let Some(v) = self
+                    .votes
+                    .tally(self.round, t)
+                    .and_then(|tally| tally.vote_of(&us))
+                {
+                    votes.push(v.clone());
+                }
+            }
+        }
+        votes.sort_by_key(|v| (v.round, v.vote_type, v.validator));
+        votes.dedup_by(|a, b| {
+            (a.round, a.vote_type, a.validator) == (b.round, b.vote_type, b.validator)
+        });
         PersistedState {
             height: self.height,
             round: self.round,
             locked: self.locked,
             valid: self.valid,
             last_signed: self.last_signed.clone(),
-            polka,
+            votes,
             valid_block: self.valid.and_then(|(_, id)| self.blocks.get(&id).cloned()),
         }
     }
@@ -845,7 +865,7 @@ mod simulator_regressions {
             locked: None,
             valid: None,
             last_signed: Some(SignedMessage::Vote(ours.clone())),
-            polka: vec![],
+            votes: vec![],
             valid_block: None,
         };
         let mut c = machine(&ks, us, Some(restored));
@@ -1030,7 +1050,7 @@ mod simulator_regressions {
             locked: Some((Round(0), id)),
             valid: Some((Round(0), id)),
             last_signed: Some(SignedMessage::Vote(ours)),
-            polka: polka.clone(),
+            votes: polka.clone(),
             valid_block: Some(b.clone()),
         };
         let mut c = machine(&ks, 0, Some(restored));
@@ -1061,11 +1081,42 @@ mod simulator_regressions {
             _ => None,
         });
         let persisted = persisted.expect("persisted before the proposal");
-        assert_eq!(persisted.polka, {
+        assert_eq!(persisted.votes, {
             let mut p = polka;
             p.sort_by_key(|v| v.validator);
             p
         });
         assert_eq!(persisted.valid_block, Some(b));
+    }
+
+    /// Every validator that prevoted in the round crashed and came back knowing
+    /// only its precommit; the one that had not precommitted yet lost the others'
+    /// prevotes in its own crash. It waited for +2/3 prevotes that nobody held
+    /// any more, the others waited for its precommit: stalled for good. Our own
+    /// votes of the round are persisted and sent again after a restart.
+    #[test]
+    fn restart_resends_all_our_votes_of_the_round() {
+        let ks = keys();
+        let id = block(&ks[1]).id();
+        let prevote = vote(&ks[0], VoteType::Prevote, 0, Some(id));
+        let precommit = vote(&ks[0], VoteType::Precommit, 0, None);
+        let mut before = machine(&ks, 0, None);
+        before.handle(Timestamp(1), start());
+        // What we persist when we precommit holds our prevote of the round too.
+        before.votes.add(&before.validators, prevote.clone());
+        before.last_signed = Some(SignedMessage::Vote(precommit.clone()));
+        let persisted = before.persisted();
+        assert_eq!(persisted.votes, vec![prevote.clone()]);
+        let mut c = machine(&ks, 0, Some(persisted));
+        let outs = c.handle(Timestamp(20), start());
+        assert_eq!(
+            votes_out(&outs),
+            vec![
+                (VoteType::Prevote, 0, Some(id)),
+                (VoteType::Precommit, 0, None)
+            ],
+            "{outs:?}"
+        );
+        assert_eq!(c.step(), Step::Precommit);
     }
 }
