@@ -109,8 +109,9 @@ pub struct PersistedState {
     /// - the prevotes of the polkas behind `locked` and `valid`: a lock that no
     ///   other node can verify refuses every other value while nobody accepts
     ///   ours, and the height stalls;
-    /// - our own votes of `round`: the others may be waiting for +2/3 votes of
-    ///   the round that only ours can complete.
+    /// - our own votes of this height: peers still in one of its rounds may be
+    ///   waiting for +2/3 votes of that round that only ours can complete (ours
+    ///   of `round` are sent again at once, the others when peers ask).
     pub votes: Vec<Vote>,
     /// The block of `valid`, so that after a restart we can propose it again
     /// (L16) rather than a fresh value that we ourselves, locked, would refuse.

@@ -729,13 +729,11 @@ impl Consensus {
             }
         }
         if let Some(us) = self.our_key() {
-            for t in [VoteType::Prevote, VoteType::Precommit] {
-                if let Some(v) = self
-                    .votes
-                    .tally(self.round, t)
-                    .and_then(|tally| tally.vote_of(&us))
-                {
-                    votes.push(v.clone());
+            for r in self.votes.rounds() {
+                for t in [VoteType::Prevote, VoteType::Precommit] {
+                    if let Some(v) = self.votes.tally(r, t).and_then(|tally| tally.vote_of(&us)) {
+                        votes.push(v.clone());
+                    }
                 }
             }
         }
@@ -1049,7 +1047,7 @@ mod simulator_regressions {
             round: Round(round - 1),
             locked: Some((Round(0), id)),
             valid: Some((Round(0), id)),
-            last_signed: Some(SignedMessage::Vote(ours)),
+            last_signed: Some(SignedMessage::Vote(ours.clone())),
             votes: polka.clone(),
             valid_block: Some(b.clone()),
         };
@@ -1075,17 +1073,17 @@ mod simulator_regressions {
             })
             .collect();
         assert_eq!(proposed, vec![(Some(Round(0)), id)], "{outs:?}");
-        // And what we persist with it still carries the polka and the block.
+        // And what we persist with it still carries the polka and the block (and
+        // our vote of the earlier round).
         let persisted = outs.iter().find_map(|o| match o {
             Output::Persist(p) => Some(p.clone()),
             _ => None,
         });
         let persisted = persisted.expect("persisted before the proposal");
-        assert_eq!(persisted.votes, {
-            let mut p = polka;
-            p.sort_by_key(|v| v.validator);
-            p
-        });
+        let mut expected = polka;
+        expected.sort_by_key(|v| v.validator);
+        expected.push(ours);
+        assert_eq!(persisted.votes, expected);
         assert_eq!(persisted.valid_block, Some(b));
     }
 
@@ -1118,5 +1116,41 @@ mod simulator_regressions {
             "{outs:?}"
         );
         assert_eq!(c.step(), Step::Precommit);
+    }
+
+    /// The others stayed in round 0 waiting for +2/3 precommits; our round-0
+    /// precommit never reached them, and we moved to round 1 and crashed. Our
+    /// precommit was lost with us, and without it round 0 never ended for them
+    /// while we alone could not drag them to round 1. Our votes of every round of
+    /// the height are persisted and held again after a restart.
+    #[test]
+    fn restart_keeps_our_votes_of_earlier_rounds() {
+        let ks = keys();
+        let precommit = vote(&ks[0], VoteType::Precommit, 0, None);
+        let prevote = vote(&ks[0], VoteType::Prevote, 1, None);
+        let mut before = machine(&ks, 0, None);
+        before.handle(Timestamp(1), start());
+        before.votes.add(&before.validators, precommit.clone());
+        before.round = Round(1);
+        before.last_signed = Some(SignedMessage::Vote(prevote.clone()));
+        let persisted = before.persisted();
+        assert_eq!(persisted.votes, vec![precommit.clone()]);
+        let mut c = machine(
+            &ks,
+            0,
+            Some(PersistedState {
+                round: Round(1),
+                ..persisted
+            }),
+        );
+        let outs = c.handle(Timestamp(20), start());
+        // The vote of the round we resume is sent at once; the older one is held
+        // for the peers that still need it.
+        assert_eq!(
+            votes_out(&outs),
+            vec![(VoteType::Prevote, 1, None)],
+            "{outs:?}"
+        );
+        assert_eq!(c.votes(Round(0), VoteType::Precommit), vec![&precommit]);
     }
 }
