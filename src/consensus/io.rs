@@ -104,6 +104,18 @@ pub struct PersistedState {
     pub valid: Option<(Round, BlockId)>,
     /// The last message signed.
     pub last_signed: Option<SignedMessage>,
+    /// Votes to show again after a restart, since nobody else may still hold
+    /// them (their holders may have crashed too, or be Byzantine and silent):
+    /// - the prevotes of the polkas behind `locked` and `valid`: a lock that no
+    ///   other node can verify refuses every other value while nobody accepts
+    ///   ours, and the height stalls;
+    /// - our own votes of this height: peers still in one of its rounds may be
+    ///   waiting for +2/3 votes of that round that only ours can complete (ours
+    ///   of `round` are sent again at once, the others when peers ask).
+    pub votes: Vec<Vote>,
+    /// The block of `valid`, so that after a restart we can propose it again
+    /// (L16) rather than a fresh value that we ourselves, locked, would refuse.
+    pub valid_block: Option<Arc<Block>>,
 }
 
 /// An input to [`crate::consensus::Consensus::handle`].

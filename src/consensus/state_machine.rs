@@ -267,17 +267,56 @@ impl Consensus {
         self.validity.clear();
         self.votes = VoteKeeper::default();
         let mut round = Round::ZERO;
+        let mut resumed: Vec<Vote> = Vec::new();
         // After a crash: resume the round and the locks we had persisted.
         if let Some(r) = self.restored.take() {
             if r.height == height {
                 round = r.round;
                 self.locked = r.locked;
                 self.valid = r.valid;
+                // The polkas behind the lock and the valid value, our votes of the
+                // round, and the valid block (checked before we voted for it), so
+                // that we can show them and propose the block again.
+                let us = self.our_key();
+                for v in r.votes {
+                    if v.height != height {
+                        continue;
+                    }
+                    if Some(v.validator) == us && v.round == round {
+                        resumed.push(v.clone());
+                    }
+                    self.votes.add(&self.validators, v);
+                }
+                if let (Some((_, id)), Some(b)) = (r.valid, r.valid_block) {
+                    if b.id() == id {
+                        self.blocks.insert(id, b);
+                        self.validity.insert(id, Validity::Valid);
+                    }
+                }
+                if let Some(SignedMessage::Vote(v)) = r.last_signed {
+                    if v.height == height && v.round == round && !resumed.contains(&v) {
+                        resumed.push(v);
+                    }
+                }
             } else if r.height > height {
                 self.restored = Some(r);
             }
         }
         self.start_round(now, round, out); // L10
+        // Our votes of this round signed before the crash may never have left the
+        // node (a crash between persist and send), or only we may still hold them.
+        // Peers may need them for a quorum that nothing else can complete, and we
+        // can never sign others in their slots: count them, send them again, and
+        // resume at the step after the last.
+        resumed.sort_by_key(|v| v.vote_type);
+        for v in resumed {
+            self.step = self.step.max(match v.vote_type {
+                VoteType::Prevote => Step::Prevote,
+                VoteType::Precommit => Step::Precommit,
+            });
+            self.votes.add(&self.validators, v.clone());
+            out.push(Output::BroadcastVote(v));
+        }
         let buffered = std::mem::take(&mut self.future);
         for (_, input) in buffered {
             self.apply(now, input, out);
@@ -681,12 +720,435 @@ impl Consensus {
     }
 
     fn persisted(&self) -> PersistedState {
+        let mut votes: Vec<Vote> = Vec::new();
+        for (r, id) in [self.locked, self.valid].into_iter().flatten() {
+            if let Some(t) = self.votes.tally(r, VoteType::Prevote) {
+                votes.extend(t.votes().filter(|v| v.block_id == Some(id)).cloned());
+            }
+        }
+        if let Some(us) = self.our_key() {
+            for r in self.votes.rounds() {
+                for t in [VoteType::Prevote, VoteType::Precommit] {
+                    if let Some(v) = self.votes.tally(r, t).and_then(|tally| tally.vote_of(&us)) {
+                        votes.push(v.clone());
+                    }
+                }
+            }
+        }
+        votes.sort_by_key(|v| (v.round, v.vote_type, v.validator));
+        votes.dedup_by(|a, b| {
+            (a.round, a.vote_type, a.validator) == (b.round, b.vote_type, b.validator)
+        });
         PersistedState {
             height: self.height,
             round: self.round,
             locked: self.locked,
             valid: self.valid,
             last_signed: self.last_signed.clone(),
+            votes,
+            valid_block: self.valid.and_then(|(_, id)| self.blocks.get(&id).cloned()),
         }
+    }
+}
+
+/// Regressions found by the deterministic simulator (`tests/simulation.rs`), as
+/// tables of inputs and the votes they must (or must not) produce.
+#[cfg(test)]
+mod simulator_regressions {
+    use super::*;
+    use crate::consensus::params::Timeouts;
+    use crate::types::{Hash, Header, Validator};
+
+    const CHAIN: &str = "c";
+
+    /// A vote sent: (type, round, value).
+    type VoteOut = (VoteType, u32, Option<BlockId>);
+    /// A row of a table: an input and the votes it must send.
+    type Row = (Input, Vec<VoteOut>);
+
+    fn keys() -> Vec<Keypair> {
+        (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect()
+    }
+
+    fn set(keys: &[Keypair]) -> ValidatorSet {
+        ValidatorSet::new(
+            keys.iter()
+                .map(|k| Validator {
+                    public_key: k.public(),
+                    power: 1,
+                    name: String::new(),
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn machine(keys: &[Keypair], us: usize, restored: Option<PersistedState>) -> Consensus {
+        Consensus::new(
+            Params {
+                chain_id: CHAIN.into(),
+                validators: set(keys),
+                key: Some(keys[us].clone()),
+                timeouts: Timeouts::default(),
+            },
+            restored,
+        )
+    }
+
+    fn block(proposer: &Keypair) -> Arc<Block> {
+        Arc::new(Block {
+            header: Header {
+                chain_id: CHAIN.into(),
+                height: Height(1),
+                time: Timestamp(1),
+                last_block_id: None,
+                last_commit_hash: Hash::ZERO,
+                data_hash: Block::data_hash_of(&[]),
+                app_hash: Hash::ZERO,
+                validators_hash: Hash::ZERO,
+                evidence_hash: Block::evidence_hash_of(&[]),
+                proposer: proposer.public(),
+            },
+            txs: vec![],
+            last_commit: None,
+            evidence: vec![],
+        })
+    }
+
+    fn vote(k: &Keypair, t: VoteType, round: u32, id: Option<BlockId>) -> Vote {
+        Vote::new_signed(k, CHAIN, t, Height(1), Round(round), id, Timestamp(10))
+    }
+
+    fn start() -> Input {
+        Input::StartHeight {
+            height: Height(1),
+            last_block_time: Timestamp(0),
+        }
+    }
+
+    /// The votes among `outs`, as (type, round, value).
+    fn votes_out(outs: &[Output]) -> Vec<VoteOut> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::BroadcastVote(v) => Some((v.vote_type, v.round.0, v.block_id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A validator crashed after persisting its precommit and before sending it.
+    /// After the restart nothing else can complete the precommit quorum of its
+    /// round (the others already precommitted and are waiting for +2/3 precommits
+    /// to start their precommit timeout): the restarted node must send that
+    /// precommit again and not redo the steps before it. It used to resume at the
+    /// propose step with its vote forgotten, and the height stalled for good.
+    #[test]
+    fn restart_resends_the_vote_persisted_before_the_crash() {
+        let ks = keys();
+        let us = (0..4)
+            .find(|i| machine(&ks, *i, None).proposer(Round(0)) != ks[*i].public())
+            .unwrap();
+        let proposer = (0..4)
+            .find(|i| ks[*i].public() == machine(&ks, us, None).proposer(Round(0)))
+            .unwrap();
+        let others: Vec<usize> = (0..4).filter(|i| *i != us && *i != proposer).collect();
+        let b = block(&ks[proposer]);
+        let id = b.id();
+        let ours = vote(&ks[us], VoteType::Precommit, 0, None);
+        let restored = PersistedState {
+            height: Height(1),
+            round: Round(0),
+            locked: None,
+            valid: None,
+            last_signed: Some(SignedMessage::Vote(ours.clone())),
+            votes: vec![],
+            valid_block: None,
+        };
+        let mut c = machine(&ks, us, Some(restored));
+        let proposal = Proposal::new_signed(
+            &ks[proposer],
+            CHAIN,
+            Height(1),
+            Round(0),
+            None,
+            id,
+            Timestamp(5),
+        );
+        // (input, votes it must send)
+        let table: Vec<Row> = vec![
+            (start(), vec![(VoteType::Precommit, 0, None)]),
+            (
+                Input::Proposal {
+                    proposal,
+                    block: b.clone(),
+                },
+                vec![],
+            ),
+            (
+                Input::ValueValidity {
+                    height: Height(1),
+                    block_id: id,
+                    valid: true,
+                },
+                vec![],
+            ),
+            // A polka for the block: we precommitted nil already, nothing to sign.
+            (
+                Input::Vote(vote(&ks[proposer], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+            (
+                Input::Vote(vote(&ks[others[0]], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+            (
+                Input::Vote(vote(&ks[others[1]], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+        ];
+        for (i, (input, expected)) in table.into_iter().enumerate() {
+            let outs = c.handle(Timestamp(20), input);
+            assert_eq!(votes_out(&outs), expected, "row {i}: {outs:?}");
+            assert!(
+                !outs.iter().any(|o| matches!(o, Output::Persist(_))),
+                "row {i}: nothing new may be signed: {outs:?}"
+            );
+            assert_eq!(c.step(), Step::Precommit, "row {i}");
+        }
+        // Our resent precommit counts: with two more, the precommit timeout starts.
+        c.handle(
+            Timestamp(20),
+            Input::Vote(vote(&ks[proposer], VoteType::Precommit, 0, None)),
+        );
+        let outs = c.handle(
+            Timestamp(20),
+            Input::Vote(vote(&ks[others[0]], VoteType::Precommit, 0, Some(id))),
+        );
+        assert!(
+            outs.iter().any(|o| matches!(
+                o,
+                Output::ScheduleTimeout {
+                    timeout: Timeout {
+                        kind: TimeoutKind::Precommit,
+                        ..
+                    },
+                    ..
+                }
+            )),
+            "{outs:?}"
+        );
+    }
+
+    /// An equivocating validator's prevote for the block reaches us after its nil
+    /// prevote. Another correct node counted the block vote, saw a polka, and
+    /// re-proposes the block with that valid round. We must count the conflicting
+    /// vote for its own value, or we never see the polka of L28 and, with locked
+    /// validators refusing every other value, the height stalls for good.
+    #[test]
+    fn conflicting_vote_counts_for_the_polka_of_a_valid_round() {
+        let ks = keys();
+        let probe = machine(&ks, 0, None);
+        // A round above 0 whose proposer is not us (validator 0).
+        let round = (1..8u32)
+            .find(|r| probe.proposer(Round(*r)) != ks[0].public())
+            .unwrap();
+        let proposer = (0..4)
+            .find(|i| ks[*i].public() == probe.proposer(Round(round)))
+            .unwrap();
+        let rest: Vec<usize> = (1..4).filter(|i| *i != proposer).collect();
+        let byzantine = rest[0];
+        let b = block(&ks[proposer]);
+        let id = b.id();
+        let mut c = machine(&ks, 0, None);
+        let proposal = Proposal::new_signed(
+            &ks[proposer],
+            CHAIN,
+            Height(1),
+            Round(round),
+            Some(Round(0)),
+            id,
+            Timestamp(5),
+        );
+        let table: Vec<Row> = vec![
+            (start(), vec![]),
+            // The equivocator's nil prevote arrives first...
+            (
+                Input::Vote(vote(&ks[byzantine], VoteType::Prevote, 0, None)),
+                vec![],
+            ),
+            // ...then the polka of round 0 that another node saw.
+            (
+                Input::Vote(vote(&ks[proposer], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+            (
+                Input::Vote(vote(&ks[byzantine], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+            (
+                Input::Vote(vote(&ks[rest[1]], VoteType::Prevote, 0, Some(id))),
+                vec![],
+            ),
+            // f+1 precommits of `round` take us there (L55).
+            (
+                Input::Vote(vote(&ks[rest[1]], VoteType::Precommit, round, None)),
+                vec![],
+            ),
+            (
+                Input::Vote(vote(&ks[byzantine], VoteType::Precommit, round, None)),
+                vec![],
+            ),
+            (
+                Input::Proposal {
+                    proposal,
+                    block: b.clone(),
+                },
+                vec![],
+            ),
+            // L28: the re-proposed block has a polka in its valid round.
+            (
+                Input::ValueValidity {
+                    height: Height(1),
+                    block_id: id,
+                    valid: true,
+                },
+                vec![(VoteType::Prevote, round, Some(id))],
+            ),
+        ];
+        for (i, (input, expected)) in table.into_iter().enumerate() {
+            let outs = c.handle(Timestamp(20), input);
+            assert_eq!(votes_out(&outs), expected, "row {i}: {outs:?}");
+        }
+    }
+
+    /// A validator locked on a block in round 0 crashed and lost the votes of
+    /// that polka; one of them came from a validator that then went silent. Back
+    /// up, it refused every fresh value (locked) while the others could never
+    /// check its polka to accept its block, so the height stalled for good. It
+    /// must come back with the polka and the block, and re-propose the block with
+    /// its valid round when its turn comes.
+    #[test]
+    fn restart_keeps_the_polka_and_block_of_the_lock() {
+        let ks = keys();
+        let probe = machine(&ks, 0, None);
+        let round = (1..8u32)
+            .find(|r| probe.proposer(Round(*r)) == ks[0].public())
+            .unwrap();
+        let b = block(&ks[1]);
+        let id = b.id();
+        let polka: Vec<Vote> = (0..3)
+            .map(|i| vote(&ks[i], VoteType::Prevote, 0, Some(id)))
+            .collect();
+        let ours = vote(&ks[0], VoteType::Precommit, round - 1, None);
+        let restored = PersistedState {
+            height: Height(1),
+            round: Round(round - 1),
+            locked: Some((Round(0), id)),
+            valid: Some((Round(0), id)),
+            last_signed: Some(SignedMessage::Vote(ours.clone())),
+            votes: polka.clone(),
+            valid_block: Some(b.clone()),
+        };
+        let mut c = machine(&ks, 0, Some(restored));
+        c.handle(Timestamp(20), start());
+        assert_eq!(c.votes(Round(0), VoteType::Prevote).len(), 3);
+        // f+1 messages of `round` take us there (L55), where we propose.
+        c.handle(
+            Timestamp(20),
+            Input::Vote(vote(&ks[1], VoteType::Prevote, round, None)),
+        );
+        let outs = c.handle(
+            Timestamp(20),
+            Input::Vote(vote(&ks[2], VoteType::Prevote, round, None)),
+        );
+        let proposed: Vec<(Option<Round>, BlockId)> = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::BroadcastProposal { proposal, .. } => {
+                    Some((proposal.pol_round, proposal.block_id))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(proposed, vec![(Some(Round(0)), id)], "{outs:?}");
+        // And what we persist with it still carries the polka and the block (and
+        // our vote of the earlier round).
+        let persisted = outs.iter().find_map(|o| match o {
+            Output::Persist(p) => Some(p.clone()),
+            _ => None,
+        });
+        let persisted = persisted.expect("persisted before the proposal");
+        let mut expected = polka;
+        expected.sort_by_key(|v| v.validator);
+        expected.push(ours);
+        assert_eq!(persisted.votes, expected);
+        assert_eq!(persisted.valid_block, Some(b));
+    }
+
+    /// Every validator that prevoted in the round crashed and came back knowing
+    /// only its precommit; the one that had not precommitted yet lost the others'
+    /// prevotes in its own crash. It waited for +2/3 prevotes that nobody held
+    /// any more, the others waited for its precommit: stalled for good. Our own
+    /// votes of the round are persisted and sent again after a restart.
+    #[test]
+    fn restart_resends_all_our_votes_of_the_round() {
+        let ks = keys();
+        let id = block(&ks[1]).id();
+        let prevote = vote(&ks[0], VoteType::Prevote, 0, Some(id));
+        let precommit = vote(&ks[0], VoteType::Precommit, 0, None);
+        let mut before = machine(&ks, 0, None);
+        before.handle(Timestamp(1), start());
+        // What we persist when we precommit holds our prevote of the round too.
+        before.votes.add(&before.validators, prevote.clone());
+        before.last_signed = Some(SignedMessage::Vote(precommit.clone()));
+        let persisted = before.persisted();
+        assert_eq!(persisted.votes, vec![prevote.clone()]);
+        let mut c = machine(&ks, 0, Some(persisted));
+        let outs = c.handle(Timestamp(20), start());
+        assert_eq!(
+            votes_out(&outs),
+            vec![
+                (VoteType::Prevote, 0, Some(id)),
+                (VoteType::Precommit, 0, None)
+            ],
+            "{outs:?}"
+        );
+        assert_eq!(c.step(), Step::Precommit);
+    }
+
+    /// The others stayed in round 0 waiting for +2/3 precommits; our round-0
+    /// precommit never reached them, and we moved to round 1 and crashed. Our
+    /// precommit was lost with us, and without it round 0 never ended for them
+    /// while we alone could not drag them to round 1. Our votes of every round of
+    /// the height are persisted and held again after a restart.
+    #[test]
+    fn restart_keeps_our_votes_of_earlier_rounds() {
+        let ks = keys();
+        let precommit = vote(&ks[0], VoteType::Precommit, 0, None);
+        let prevote = vote(&ks[0], VoteType::Prevote, 1, None);
+        let mut before = machine(&ks, 0, None);
+        before.handle(Timestamp(1), start());
+        before.votes.add(&before.validators, precommit.clone());
+        before.round = Round(1);
+        before.last_signed = Some(SignedMessage::Vote(prevote.clone()));
+        let persisted = before.persisted();
+        assert_eq!(persisted.votes, vec![precommit.clone()]);
+        let mut c = machine(
+            &ks,
+            0,
+            Some(PersistedState {
+                round: Round(1),
+                ..persisted
+            }),
+        );
+        let outs = c.handle(Timestamp(20), start());
+        // The vote of the round we resume is sent at once; the older one is held
+        // for the peers that still need it.
+        assert_eq!(
+            votes_out(&outs),
+            vec![(VoteType::Prevote, 1, None)],
+            "{outs:?}"
+        );
+        assert_eq!(c.votes(Round(0), VoteType::Precommit), vec![&precommit]);
     }
 }

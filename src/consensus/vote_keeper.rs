@@ -6,10 +6,29 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::types::{BlockId, DuplicateVote, PublicKey, Round, ValidatorSet, Vote, VoteType};
 
 /// The votes of one type in one round.
+///
+/// A validator counts once towards "any value" (its first vote) and at most once
+/// towards each value it signed. Counting an equivocator's conflicting vote for its
+/// own value is what the paper's "2f+1 ⟨PREVOTE, h, r, id(v)⟩" means (messages from
+/// 2f+1 distinct senders), and liveness needs it: if another correct node saw a
+/// polka or a commit that includes a conflicting vote, we must be able to see it
+/// too once that vote reaches us, even though a different vote of the same
+/// validator reached us first. Two values still cannot both reach a quorum unless
+/// more than a third of the power equivocates.
+///
+/// A conflicting vote counts only for nil or for a value that some validator
+/// voted for first: a value that can reach a quorum has correct supporters, and
+/// correct validators never equivocate. This bounds what an equivocator can make
+/// us store (at most one entry per validator and supported value) without letting
+/// it crowd out the value that matters. A conflicting vote that arrives before the
+/// value has support is not counted; the runtime sends it again, since we do not
+/// hold it.
 #[derive(Debug, Default, Clone)]
 pub struct VoteTally {
     /// First vote of each validator; later conflicting ones become evidence.
     votes: HashMap<PublicKey, Vote>,
+    /// Conflicting votes counted for their own value, by validator and value.
+    conflicting: HashMap<(PublicKey, Option<BlockId>), Vote>,
     /// Power per value (`None` = nil).
     power_by_value: HashMap<Option<BlockId>, u64>,
     /// Power of all votes, whatever the value.
@@ -30,9 +49,9 @@ impl VoteTally {
         self.power_any
     }
 
-    /// The votes counted, one per validator.
+    /// The votes counted: the first of each validator, then conflicting ones.
     pub fn votes(&self) -> impl Iterator<Item = &Vote> {
-        self.votes.values()
+        self.votes.values().chain(self.conflicting.values())
     }
 
     /// The vote of `validator`, if counted.
@@ -64,10 +83,12 @@ struct RoundVotes {
 pub enum AddVote {
     /// Counted.
     Added,
-    /// The same vote was already counted.
+    /// The same vote was already counted, or a conflicting vote of a validator
+    /// already reported (counted for its value if that value has support).
     Duplicate,
-    /// The validator already voted differently in this slot: the second vote is not
-    /// counted and the pair is evidence.
+    /// The validator already voted differently in this slot: the pair is evidence.
+    /// The second vote counts for its own value if that value has support (see
+    /// [`VoteTally`]), never towards "any value".
     Equivocation(DuplicateVote),
     /// Not from a validator: ignored.
     NotValidator,
@@ -94,14 +115,30 @@ impl VoteKeeper {
             VoteType::Precommit => &mut round.precommits,
         };
         if let Some(existing) = tally.votes.get(&vote.validator) {
-            if existing.block_id == vote.block_id {
+            if existing.block_id == vote.block_id
+                || tally
+                    .conflicting
+                    .contains_key(&(vote.validator, vote.block_id))
+            {
                 return AddVote::Duplicate;
             }
-            let key = (vote.validator, vote.round, vote.vote_type);
-            if !self.reported.insert(key) {
-                return AddVote::Duplicate;
+            let evidence = if self
+                .reported
+                .insert((vote.validator, vote.round, vote.vote_type))
+            {
+                DuplicateVote::new(existing.clone(), vote.clone())
+            } else {
+                None
+            };
+            let supported = vote.block_id.is_none()
+                || tally.votes.values().any(|v| v.block_id == vote.block_id);
+            if supported {
+                *tally.power_by_value.entry(vote.block_id).or_insert(0) += power;
+                tally
+                    .conflicting
+                    .insert((vote.validator, vote.block_id), vote);
             }
-            return match DuplicateVote::new(existing.clone(), vote) {
+            return match evidence {
                 Some(ev) => AddVote::Equivocation(ev),
                 None => AddVote::Duplicate,
             };
@@ -219,8 +256,10 @@ mod tests {
             vk.add(&set, vote(&keys[0], VoteType::Prevote, 0, None)),
             AddVote::Duplicate
         );
+        // Conflicting votes count for nil and for supported values; "any" once.
         assert_eq!(vk.power_for(Round(0), VoteType::Prevote, a.as_ref()), 1);
         assert_eq!(vk.power_for(Round(0), VoteType::Prevote, b.as_ref()), 0);
+        assert_eq!(vk.power_for(Round(0), VoteType::Prevote, None), 1);
         assert_eq!(vk.power_any(Round(0), VoteType::Prevote), 1);
         vk.add(&set, vote(&keys[1], VoteType::Prevote, 0, a));
         vk.add(&set, vote(&keys[2], VoteType::Prevote, 0, a));
@@ -232,6 +271,33 @@ mod tests {
             vk.add(&set, vote(&outsider, VoteType::Prevote, 0, a)),
             AddVote::NotValidator
         );
+    }
+
+    #[test]
+    fn an_equivocator_counts_only_for_supported_values() {
+        let (keys, set) = setup(&[1, 1, 1, 1]);
+        let mut vk = VoteKeeper::default();
+        let values: Vec<Option<Hash>> = (0..6u8).map(|i| Some(Hash::digest(&[i]))).collect();
+        // A flood of values from one validator: only its first counts.
+        for v in &values {
+            vk.add(&set, vote(&keys[0], VoteType::Precommit, 0, *v));
+        }
+        let counted = |vk: &VoteKeeper, v: &Option<Hash>| {
+            vk.power_for(Round(0), VoteType::Precommit, v.as_ref())
+        };
+        assert_eq!(counted(&vk, &values[0]), 1);
+        assert_eq!(counted(&vk, &values[5]), 0);
+        // Once another validator votes for a value first, the conflicting vote
+        // for it counts when it arrives again.
+        vk.add(&set, vote(&keys[1], VoteType::Precommit, 0, values[5]));
+        assert_eq!(
+            vk.add(&set, vote(&keys[0], VoteType::Precommit, 0, values[5])),
+            AddVote::Duplicate
+        );
+        assert_eq!(counted(&vk, &values[5]), 2);
+        assert_eq!(vk.power_any(Round(0), VoteType::Precommit), 2);
+        let t = vk.tally(Round(0), VoteType::Precommit).unwrap();
+        assert_eq!(t.votes().count(), 3);
     }
 
     #[test]
