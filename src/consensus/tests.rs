@@ -2006,10 +2006,14 @@ fn equivocation() {
                 setup: vec![start(1), precommits(0, Some(A), &[0])],
                 input: precommits(0, Some(B), &[0]),
                 out: vec![Evidence(0)],
-                after: after(Step::Propose, 0),
+                after: after(Step::Prevote, 0),
             },
             Row {
-                name: "the second precommit does not complete a decision",
+                // The paper counts distinct senders per value: a conflicting vote
+                // counts for its own value once that value has support. Two
+                // values still cannot both reach a quorum unless more than a
+                // third of the power equivocates.
+                name: "a conflicting precommit counts for its supported value: Evidence, then the decision",
                 setup: vec![
                     start(1),
                     proposal(0, A, None),
@@ -2018,6 +2022,19 @@ fn equivocation() {
                     precommits(0, Some(A), &[1, 2]),
                 ],
                 input: precommits(0, Some(A), &[0]),
+                out: vec![Evidence(0), Decide(0, A)],
+                after: after(Step::Commit, 0),
+            },
+            Row {
+                name: "a conflicting vote for a value nobody else voted for is not counted",
+                setup: vec![
+                    start(1),
+                    proposal(0, A, None),
+                    valid(A),
+                    precommits(0, None, &[0]),
+                    precommits(0, Some(A), &[1]),
+                ],
+                input: precommits(0, Some(B), &[0]),
                 out: vec![Evidence(0)],
                 after: after(Step::Prevote, 0),
             },
@@ -2277,15 +2294,23 @@ fn persisted_state_before_a_precommit_carries_the_new_lock() {
     let a = block(1, A).id();
     assert_eq!(v.vote_type, VoteType::Precommit);
     assert_eq!(v.block_id, Some(a));
-    assert_eq!(
-        *ps,
-        PersistedState {
-            height: Height(1),
-            round: Round(0),
-            locked: Some((Round(0), a)),
-            valid: Some((Round(0), a)),
-            last_signed: Some(SignedMessage::Vote(v.clone())),
-        }
+    assert_eq!(ps.height, Height(1));
+    assert_eq!(ps.round, Round(0));
+    assert_eq!(ps.locked, Some((Round(0), a)));
+    assert_eq!(ps.valid, Some((Round(0), a)));
+    assert_eq!(ps.last_signed, Some(SignedMessage::Vote(v.clone())));
+    // The block behind the valid value, our precommit, and the polka behind the
+    // lock are persisted too, to be shown again after a restart.
+    assert_eq!(ps.valid_block.as_ref().map(|b| b.id()), Some(a));
+    let polka = ps
+        .votes
+        .iter()
+        .filter(|x| x.vote_type == VoteType::Prevote && x.block_id == Some(a))
+        .count();
+    assert!(
+        polka >= 3,
+        "the polka behind the lock is not persisted: {:?}",
+        ps.votes
     );
 }
 
@@ -2303,8 +2328,9 @@ fn restart_resumes_and_never_signs_a_conflict() {
                     [timeout(Tk::Propose, 1), restart()],
                 ),
                 input: start(1),
-                out: vec![NewRound(1), Timeout(Tk::Propose, 1)],
-                after: after(Step::Propose, 1).lock(0, A),
+                // The nil prevote signed in round 1 before the crash goes out again.
+                out: vec![NewRound(1), Timeout(Tk::Propose, 1), Prevote(1, None)],
+                after: after(Step::Prevote, 1).lock(0, A),
             },
             Row {
                 name: "the restored lock holds: prevote nil for another value",
@@ -2336,16 +2362,9 @@ fn restart_resumes_and_never_signs_a_conflict() {
             },
             Row {
                 name: "prevoted v before the crash: the identical prevote is sent again",
-                setup: vec![
-                    start(1),
-                    proposal(0, A, None),
-                    valid(A),
-                    restart(),
-                    start(1),
-                    proposal(0, A, None),
-                ],
-                input: valid(A),
-                out: vec![Prevote(0, Some(A))],
+                setup: vec![start(1), proposal(0, A, None), valid(A), restart()],
+                input: start(1),
+                out: vec![NewRound(0), Timeout(Tk::Propose, 0), Prevote(0, Some(A))],
                 after: after(Step::Prevote, 0),
             },
             Row {
@@ -2353,7 +2372,7 @@ fn restart_resumes_and_never_signs_a_conflict() {
                 setup: with(locked_on_a(), [restart(), start(1)]),
                 input: timeout(Tk::Propose, 0),
                 out: vec![],
-                after: after(Step::Prevote, 0).lock(0, A),
+                after: after(Step::Precommit, 0).lock(0, A),
             },
             Row {
                 name: "precommitted v before the crash: no nil precommit in that slot",
@@ -2367,12 +2386,16 @@ fn restart_resumes_and_never_signs_a_conflict() {
             },
             Row {
                 name: "precommitted v before the crash: the identical precommit is sent again",
-                setup: with(
-                    locked_on_a(),
-                    [restart(), start(1), proposal(0, A, None), valid(A)],
-                ),
-                input: prevotes(0, Some(A), &[0, 1, 2]),
-                out: vec![Timeout(Tk::Prevote, 0), Precommit(0, Some(A))],
+                setup: with(locked_on_a(), [restart()]),
+                input: start(1),
+                // Our prevote and precommit of the round go out again: peers may
+                // need them for a quorum only they can complete.
+                out: vec![
+                    NewRound(0),
+                    Timeout(Tk::Propose, 0),
+                    Prevote(0, Some(A)),
+                    Precommit(0, Some(A)),
+                ],
                 after: after(Step::Precommit, 0).lock(0, A),
             },
             Row {

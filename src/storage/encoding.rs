@@ -273,6 +273,7 @@ impl Wire for PersistedState {
             locked: round_value_to_proto(&self.locked),
             valid: round_value_to_proto(&self.valid),
             last_signed,
+            votes: self.votes.iter().map(Wire::to_proto).collect(),
         }
     }
 
@@ -293,6 +294,13 @@ impl Wire for PersistedState {
             locked: round_value_from_proto("signing_state.locked.block_id", p.locked)?,
             valid: round_value_from_proto("signing_state.valid.block_id", p.valid)?,
             last_signed,
+            votes: p
+                .votes
+                .into_iter()
+                .map(Wire::from_proto)
+                .collect::<Result<_, _>>()?,
+            // Kept in a file of its own: see `SigningStateFile`.
+            valid_block: None,
         })
     }
 }

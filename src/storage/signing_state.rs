@@ -3,6 +3,12 @@
 //!
 //! File layout: an 8-byte magic (`CSIGST01`), then one checksummed frame (payload
 //! length and CRC-32, little-endian) holding a `SigningState` protobuf.
+//!
+//! The block of the valid value (which a restarted validator proposes again) can
+//! be large; it goes to a second file (`<name>.valid-block`, magic `CVALBK01`),
+//! written the same way but only when the valid value changes, and always before
+//! the state that refers to it. A missing or stale block file costs only the
+//! re-proposal (the validator then asks for a fresh value), never safety.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -20,6 +26,9 @@ const MAGIC: &[u8; 8] = b"CSIGST01";
 
 const WHAT: &str = "signing state file";
 
+/// First bytes of the valid-block file.
+const BLOCK_MAGIC: &[u8; 8] = b"CVALBK01";
+
 /// The signing state (consensus::PersistedState) in its OWN small file, outside sled:
 /// written to a temporary file, fsynced, renamed over the old one, directory fsynced.
 /// Carries a checksum; a corrupt or unreadable file is an ERROR (the node must refuse
@@ -27,8 +36,9 @@ const WHAT: &str = "signing state file";
 #[derive(Debug)]
 pub struct SigningStateFile {
     path: PathBuf,
-    /// Two saves must not write the temporary file at the same time.
-    save_lock: Mutex<()>,
+    /// Two saves must not write the temporary file at the same time. Holds the
+    /// id of the block last written to the valid-block file.
+    save_lock: Mutex<Option<crate::types::BlockId>>,
 }
 
 impl SigningStateFile {
@@ -36,7 +46,7 @@ impl SigningStateFile {
     pub fn new(path: PathBuf) -> SigningStateFile {
         SigningStateFile {
             path,
-            save_lock: Mutex::new(()),
+            save_lock: Mutex::new(None),
         }
     }
 
@@ -45,10 +55,10 @@ impl SigningStateFile {
         &self.path
     }
 
-    /// The temporary file a save writes before renaming it over [`Self::path`].
-    fn tmp_path(&self) -> PathBuf {
+    /// The file holding the block of the valid value.
+    fn block_path(&self) -> PathBuf {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
-        name.push(".tmp");
+        name.push(".valid-block");
         self.path.with_file_name(name)
     }
 
@@ -79,8 +89,31 @@ impl SigningStateFile {
             )));
         };
         let payload = unframe(framed).map_err(corrupt)?;
-        let state = PersistedState::decode(payload).map_err(|e| corrupt(e.to_string()))?;
+        let mut state = PersistedState::decode(payload).map_err(|e| corrupt(e.to_string()))?;
+        if let Some((_, id)) = state.valid {
+            state.valid_block = self.load_block(&id);
+        }
         Ok(Some(state))
+    }
+
+    /// The block of the valid value, if its file holds that very block.
+    fn load_block(
+        &self,
+        id: &crate::types::BlockId,
+    ) -> Option<std::sync::Arc<crate::types::Block>> {
+        let path = self.block_path();
+        let bytes = fs::read(&path).ok()?;
+        let block = bytes
+            .strip_prefix(BLOCK_MAGIC)
+            .and_then(|framed| unframe(framed).ok())
+            .and_then(|payload| crate::types::Block::decode(payload).ok());
+        match block {
+            Some(b) if b.id() == *id => Some(std::sync::Arc::new(b)),
+            _ => {
+                tracing::warn!(path = %path.display(), "the valid block is missing or stale; it will not be proposed again");
+                None
+            }
+        }
     }
 
     /// Replaces the state on disk, durably: when this returns Ok, a crash at any
@@ -88,27 +121,45 @@ impl SigningStateFile {
     /// the file holds either the previous state or `state`, and the caller must
     /// not send the signature this state guards.
     pub fn save(&self, state: &PersistedState) -> Result<(), StorageError> {
-        let _guard = self
+        let mut last_block = self
             .save_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // The block the state refers to goes first, and only when it changed.
+        if let Some(block) = &state.valid_block {
+            let id = block.id();
+            if *last_block != Some(id) {
+                let mut contents = Vec::with_capacity(1024);
+                contents.extend_from_slice(BLOCK_MAGIC);
+                contents.extend_from_slice(&frame(&block.encode()));
+                self.write_atomically(&self.block_path(), &contents)?;
+                *last_block = Some(id);
+            }
+        }
         let mut contents = Vec::with_capacity(256);
         contents.extend_from_slice(MAGIC);
         contents.extend_from_slice(&frame(&state.encode()));
+        self.write_atomically(&self.path, &contents)
+    }
 
-        let tmp = self.tmp_path();
+    /// Writes `contents` to a temporary file, fsyncs it, renames it over `path`
+    /// and fsyncs the directory.
+    fn write_atomically(&self, path: &Path, contents: &[u8]) -> Result<(), StorageError> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".tmp");
+        let tmp = path.with_file_name(name);
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)
             .map_err(|e| StorageError::io("create", &tmp, e))?;
-        file.write_all(&contents)
+        file.write_all(contents)
             .map_err(|e| StorageError::io("write", &tmp, e))?;
         file.sync_all()
             .map_err(|e| StorageError::io("fsync", &tmp, e))?;
         drop(file);
-        fs::rename(&tmp, &self.path).map_err(|e| StorageError::io("rename", &self.path, e))?;
+        fs::rename(&tmp, path).map_err(|e| StorageError::io("rename", path, e))?;
         // The rename is durable only once the directory entry is.
         let dir = self.dir();
         File::open(&dir)

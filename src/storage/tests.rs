@@ -761,6 +761,11 @@ fn full_state() -> PersistedState {
             Height(12),
             Some(id),
         ))),
+        votes: vec![
+            vote(&ks[0], VoteType::Prevote, Height(12), Some(id)),
+            vote(&ks[1], VoteType::Prevote, Height(12), Some(id)),
+        ],
+        valid_block: None,
     }
 }
 
@@ -784,6 +789,8 @@ fn signing_state_round_trips() {
             locked: None,
             valid: None,
             last_signed: None,
+            votes: vec![],
+            valid_block: None,
         },
         PersistedState {
             height: Height(13),
@@ -799,6 +806,8 @@ fn signing_state_round_trips() {
                 Hash::digest(b"v"),
                 Timestamp(9),
             ))),
+            votes: vec![],
+            valid_block: None,
         },
     ];
     for state in &states {
@@ -814,6 +823,56 @@ fn signing_state_round_trips() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("signing_state")]);
+}
+
+#[test]
+fn signing_state_keeps_the_valid_block_in_its_own_file() {
+    use crate::types::{Block, Header};
+    let dir = tempfile::tempdir().unwrap();
+    let f = SigningStateFile::new(dir.path().join("signing_state"));
+    let ks = keys();
+    let block = |tag: &[u8]| {
+        let txs = vec![bytes::Bytes::copy_from_slice(tag)];
+        std::sync::Arc::new(Block {
+            header: Header {
+                chain_id: "test-chain".into(),
+                height: Height(1),
+                time: Timestamp(1),
+                last_block_id: None,
+                last_commit_hash: Hash::ZERO,
+                data_hash: Block::data_hash_of(&txs),
+                app_hash: Hash::ZERO,
+                validators_hash: Hash::ZERO,
+                evidence_hash: Block::evidence_hash_of(&[]),
+                proposer: ks[0].public(),
+            },
+            txs,
+            last_commit: None,
+            evidence: vec![],
+        })
+    };
+    let a = block(b"a");
+    let mut state = full_state();
+    state.valid = Some((Round(3), a.id()));
+    state.valid_block = Some(a.clone());
+    f.save(&state).unwrap();
+    let back = SigningStateFile::new(f.path().to_path_buf())
+        .load()
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, state);
+    // A block file that does not hold the valid block is ignored (liveness only).
+    let b = block(b"b");
+    let mut other = state.clone();
+    other.valid = Some((Round(4), b.id()));
+    other.valid_block = None;
+    f.save(&other).unwrap();
+    let back = SigningStateFile::new(f.path().to_path_buf())
+        .load()
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.valid_block, None);
+    assert_eq!(back.valid, other.valid);
 }
 
 #[test]
