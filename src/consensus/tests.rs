@@ -2006,7 +2006,7 @@ fn equivocation() {
                 setup: vec![start(1), precommits(0, Some(A), &[0])],
                 input: precommits(0, Some(B), &[0]),
                 out: vec![Evidence(0)],
-                after: after(Step::Prevote, 0),
+                after: after(Step::Propose, 0),
             },
             Row {
                 // The paper counts distinct senders per value: a conflicting vote
