@@ -440,6 +440,21 @@ container_logs() {
   done
 }
 
+# After a failed step: undo whatever fault it left (a cut, a stopped node),
+# so that the next steps test their own fault and not this one.
+heal() {
+  local n id
+  for n in "${validators[@]}"; do
+    id="$(cid "$n")"
+    [ -n "$id" ] || continue
+    timeout 30 docker start "$id" >/dev/null 2>&1
+    timeout 30 docker network connect --alias "$n" "$shared_net" "$id" >/dev/null 2>&1
+    timeout 30 docker network disconnect "${project}_split" "$id" >/dev/null 2>&1
+  done
+  timeout 30 docker network rm "${project}_split" >/dev/null 2>&1
+  return 0
+}
+
 passed=0
 failed=0
 results=()
@@ -474,6 +489,7 @@ run_step() {
     results+=("$(printf '%-10s FAIL %7s s' "$name" "$took")")
     printf '    FAIL (%s s)\n' "$took"
     container_logs
+    heal
   fi
 }
 
