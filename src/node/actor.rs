@@ -5,7 +5,7 @@
 //! follows it, so no signature leaves the node before the state guarding it is
 //! durable.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,9 +23,7 @@ use crate::consensus::{Consensus, Input, Output, Step};
 use crate::metrics::NodeMetrics;
 use crate::net::{NetEvents, NetMessage, Network, PeerEvent};
 use crate::storage::{SigningStateFile, WalEntry};
-use crate::types::{
-    Block, BlockId, Commit, DuplicateVote, Evidence, Hash, Height, PublicKey, Round, Timestamp,
-};
+use crate::types::{Block, BlockId, Commit, Evidence, Hash, Height, PublicKey, Round, Timestamp};
 
 /// Blocks between two checkpoints of the application state.
 const CHECKPOINT_EVERY: u64 = 100;
@@ -120,7 +118,7 @@ pub struct Actor {
     /// Executions of blocks of the current height, by block id.
     pub(super) execs: HashMap<BlockId, Execution>,
     /// Evidence seen and not yet committed.
-    pub(super) evidence_pool: BTreeMap<Hash, DuplicateVote>,
+    pub(super) evidence_pool: super::evidence::EvidencePool,
     pub(super) peers: HashMap<PublicKey, PeerState>,
     pub(super) catchup: CatchUp,
     /// Time of the latest committed block.
@@ -237,11 +235,7 @@ impl Actor {
                     block,
                     commit,
                 } => self.on_decide(height, round, block, commit)?,
-                Output::Evidence(ev) => {
-                    warn!(validator = %ev.first.validator, height = %ev.first.height, round = %ev.first.round, kind = %ev.first.vote_type, "equivocation detected");
-                    self.metrics.evidence.inc();
-                    self.evidence_pool.insert(ev.hash(), ev);
-                }
+                Output::Evidence(ev) => self.on_detected_evidence(ev),
                 Output::NewRound { height, round } => {
                     if round.0 > 0 {
                         info!(%height, %round, "new round");
@@ -273,14 +267,7 @@ impl Actor {
         };
         let rules = self.rules.clone();
         let txs = self.reap_txs();
-        let evidence: Vec<Evidence> = self
-            .evidence_pool
-            .values()
-            .filter(|e| e.first.height < height)
-            .take(16)
-            .cloned()
-            .map(Evidence::DuplicateVote)
-            .collect();
+        let evidence: Vec<Evidence> = self.evidence_pool.for_block(height);
         let tx = self.jobs_tx.clone();
         let invalid = self.faults.propose_invalid_tx;
         tokio::task::spawn_blocking(move || {
@@ -407,9 +394,7 @@ impl Actor {
         if let Err(e) = self.store.wal_clear_below(height.next()) {
             warn!(error = %e, "could not clear the consensus WAL");
         }
-        for ev in &block.evidence {
-            self.evidence_pool.remove(&ev.hash());
-        }
+        self.on_evidence_committed(height, &block.evidence)?;
         self.on_block_committed(block, commit);
         self.after_commit(block, &exec.results);
         self.snapshotter.on_commit(height);
@@ -563,6 +548,7 @@ impl Actor {
                 self.pending.push_back(Input::Vote(vote));
             }
             NetMessage::Status(s) => self.on_status(peer, s),
+            NetMessage::Evidence(list) => self.on_evidence_msg(peer, list),
             _ => self.penalize(&peer, 50, "message on the wrong channel"),
         }
     }
@@ -604,6 +590,7 @@ impl Actor {
                 p.addr = addr.to_string();
                 let status = self.round_status();
                 self.net.send(&peer, NetMessage::Status(status));
+                self.send_evidence_to(&peer);
             }
             PeerEvent::Disconnected { peer, reason } => {
                 info!(peer = %peer.short(), %reason, "peer disconnected");

@@ -6,6 +6,7 @@
 //!   (persist-before-send).
 //! - [`blocks`]: building proposals and checking blocks.
 //! - [`gossip`]: round-state announcements and re-sending what peers lack.
+//! - [`evidence`]: the evidence pool, its checks and gossip.
 //! - [`catchup`]: fetching whole blocks with commits from peers ahead of us.
 //! - [`timers`], [`status`], [`error`].
 
@@ -13,6 +14,7 @@ pub mod actor;
 pub mod blocks;
 pub mod catchup;
 pub mod error;
+pub mod evidence;
 pub mod gossip;
 pub mod notify;
 pub mod status;
@@ -41,15 +43,21 @@ use crate::consensus::{Consensus, Input, Params};
 use crate::metrics::{NodeMetrics, Renderer};
 use crate::net::{NetConfig, Network, PeerAddr};
 use crate::storage::{
-    BlockStore, MetaStore, SigningStateFile, SledStore, SnapshotStore, TxIndexStore, WalEntry,
-    WalStore,
+    BlockStore, EvidenceStore, MetaStore, SigningStateFile, SledStore, SnapshotStore, TxIndexStore,
+    WalEntry, WalStore,
 };
 use crate::types::{Height, PublicKey, Timestamp};
 
 /// Everything a node stores, behind one object.
-pub trait Store: BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore {}
+pub trait Store:
+    BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore + EvidenceStore
+{
+}
 
-impl<T: BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore> Store for T {}
+impl<T: BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore + EvidenceStore> Store
+    for T
+{
+}
 
 /// A running node.
 pub struct NodeHandle {
@@ -333,6 +341,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
     )?);
     replay_app(store.as_ref(), app.as_ref())?;
     store.index_missing_txs()?;
+    store.index_missing_evidence()?;
 
     let mut permitted: HashSet<PublicKey> = set.validators().iter().map(|v| v.public_key).collect();
     permitted.extend(members);
