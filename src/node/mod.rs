@@ -15,6 +15,7 @@ pub mod blocks;
 pub mod catchup;
 pub mod error;
 pub mod evidence;
+mod faulty;
 pub mod gossip;
 pub mod notify;
 pub mod status;
@@ -172,6 +173,12 @@ fn render_net_stats(s: &crate::net::NetStats, r: &mut Renderer) {
         "Outbound messages dropped because a peer's queue was full, per channel.",
         "channel",
         &per(|c| c.dropped),
+    );
+    r.counter_vec(
+        "consort_p2p_rate_limited_total",
+        "Inbound messages dropped because their peer exceeded the channel's rate, per channel.",
+        "channel",
+        &per(|c| c.rate_limited),
     );
     r.counter(
         "consort_p2p_bad_frames_total",
@@ -423,6 +430,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
             chunk_bytes: cfg.sync.chunk_bytes,
         },
     ));
+    let faults = crate::faults::Faults::from_env();
     let mut actor = actor::Actor {
         core,
         rules,
@@ -456,7 +464,9 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         bad_tx_tx,
         bad_tx_rx,
         snapshotter,
-        faults: crate::faults::Faults::from_env(),
+        fault_key: faults.signs_outside_the_core().then(|| key.clone()),
+        faults,
+        fault_tick: 0,
     };
     metrics.height.set(latest.0 as i64);
     // Resume: start the next height, then replay what the WAL kept of it.
