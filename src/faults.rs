@@ -14,9 +14,29 @@ pub struct Faults {
     pub serve_forged_light_blocks: bool,
     /// State sync waits this long after each chunk (to be killed mid-restore).
     pub sync_throttle_ms: u64,
+    /// Every vote we sign goes out with a conflicting twin (same height, round
+    /// and type, another block id), signed past the signing-state guard.
+    pub equivocate_votes: bool,
+    /// Our proposal goes to half of the peers, a conflicting one (another
+    /// block) to the other half.
+    pub equivocate_proposals: bool,
+    /// Our proposals reach no peer, and block requests get no answer.
+    pub withhold_blocks: bool,
+    /// Every gossip tick, a burst of signed votes for far-future heights and
+    /// rounds to every peer.
+    pub flood_votes: bool,
+    /// Every gossip tick, valid-looking garbage to every peer: votes with bad
+    /// signatures and frames that do not decode.
+    pub garbage_frames: bool,
 }
 
 impl Faults {
+    /// Whether a misbehaviour needs the validator key outside the core (to sign
+    /// what the core's signing-state guard would refuse).
+    pub fn signs_outside_the_core(&self) -> bool {
+        self.equivocate_votes || self.equivocate_proposals || self.flood_votes
+    }
+
     /// Reads `CONSORT_FAULTS` in debug builds; nothing in release builds.
     pub fn from_env() -> Faults {
         if !cfg!(debug_assertions) {
@@ -29,6 +49,11 @@ impl Faults {
                 "propose-invalid-tx" => f.propose_invalid_tx = true,
                 "serve-corrupt-chunks" => f.serve_corrupt_chunks = true,
                 "serve-forged-light-blocks" => f.serve_forged_light_blocks = true,
+                "equivocate-votes" => f.equivocate_votes = true,
+                "equivocate-proposals" => f.equivocate_proposals = true,
+                "withhold-blocks" => f.withhold_blocks = true,
+                "flood-votes" => f.flood_votes = true,
+                "garbage-frames" => f.garbage_frames = true,
                 "" => {}
                 other => tracing::warn!(fault = other, "unknown fault ignored"),
             }

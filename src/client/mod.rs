@@ -12,7 +12,7 @@ use crate::pb;
 use crate::pb::node_service_client::NodeServiceClient;
 use crate::pb::query_service_client::QueryServiceClient;
 use crate::pb::tx_service_client::TxServiceClient;
-use crate::types::{Block, BlockId, Commit, Hash, Validator};
+use crate::types::{Block, BlockId, Commit, Evidence, Hash, Height, Validator};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +225,35 @@ impl Client {
         r.validators
             .into_iter()
             .map(|v| Validator::from_proto(v).map_err(ClientError::from))
+            .collect()
+    }
+
+    /// Evidence committed in blocks `from..=to` (0 = latest), at most `limit`
+    /// pieces (0 = the server's default), with the height that committed each.
+    pub async fn list_evidence(
+        &self,
+        from: u64,
+        to: u64,
+        limit: u32,
+    ) -> Result<Vec<(Height, Evidence)>, ClientError> {
+        let r = self
+            .node()
+            .list_evidence(pb::ListEvidenceRequest {
+                from_height: from,
+                to_height: to,
+                limit,
+            })
+            .await?
+            .into_inner();
+        r.evidence
+            .into_iter()
+            .map(|e| {
+                let ev = Evidence::from_proto(
+                    e.evidence
+                        .ok_or(crate::codec::CodecError::Missing("evidence"))?,
+                )?;
+                Ok((Height(e.height), ev))
+            })
             .collect()
     }
 }

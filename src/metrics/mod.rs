@@ -23,8 +23,12 @@ pub struct NodeMetrics {
     pub rounds_per_height: Histogram,
     /// Connected peers.
     pub peers: Gauge,
-    /// Equivocations detected.
+    /// Equivocations seen (detected here or received from a peer, verified).
     pub evidence: Counter,
+    /// Pieces of evidence committed in blocks.
+    pub evidence_committed: Counter,
+    /// Peers disconnected and banned for misbehaviour.
+    pub peers_banned: Counter,
     /// Seconds to fsync the signing state.
     pub signing_fsync: Histogram,
     /// Seconds to write a decided block durably.
@@ -63,6 +67,8 @@ impl Default for NodeMetrics {
             rounds_per_height: Histogram::new(&[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 16.0]),
             peers: Gauge::default(),
             evidence: Counter::default(),
+            evidence_committed: Counter::default(),
+            peers_banned: Counter::default(),
             signing_fsync: Histogram::seconds(),
             block_write: Histogram::seconds(),
             committed_txs: Counter::default(),
@@ -111,8 +117,18 @@ impl NodeMetrics {
         r.gauge("consort_peers", "Connected peers.", self.peers.get() as f64);
         r.counter(
             "consort_evidence_total",
-            "Equivocations (conflicting votes) detected.",
+            "Equivocations (conflicting votes) seen: detected here or received from a peer and verified.",
             self.evidence.get(),
+        );
+        r.counter(
+            "consort_evidence_committed_total",
+            "Pieces of evidence committed in blocks.",
+            self.evidence_committed.get(),
+        );
+        r.counter(
+            "consort_peers_banned_total",
+            "Peers disconnected and refused for a while for misbehaviour (score past the threshold).",
+            self.peers_banned.get(),
         );
         r.histogram(
             "consort_signing_state_fsync_seconds",

@@ -123,6 +123,15 @@ pub struct NetTuning {
     pub events_len: usize,
     /// Maximum number of inbound handshakes in progress at once; more are refused.
     pub max_pending_handshakes: usize,
+    /// Messages per second one peer may send on each channel (0: no limit). A
+    /// peer may send twice as many in a burst; beyond, its messages are dropped
+    /// before they reach the node's queue, counted, and reported to the node
+    /// ([`super::PeerEvent::Flooding`]), which scores the peer. The defaults are
+    /// far above what an honest peer of a consortium sends.
+    pub rate_limit: ChannelLimits,
+    /// Least time between two [`super::PeerEvent::Flooding`] reports of one
+    /// connection.
+    pub flood_report_interval: Duration,
 }
 
 impl Default for NetTuning {
@@ -146,6 +155,13 @@ impl Default for NetTuning {
             },
             events_len: 1024,
             max_pending_handshakes: 64,
+            rate_limit: ChannelLimits {
+                consensus: 2000,
+                proposal: 100,
+                block: 1000,
+                mempool: 500,
+            },
+            flood_report_interval: Duration::from_secs(1),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::types::{Block, Commit, Height, Proposal, Round, Vote};
+use crate::types::{Block, Commit, Evidence, Height, Proposal, Round, Vote};
 
 /// A QUIC stream class. Each channel has its own long-lived stream per direction,
 /// its own frame type, its own size limit and its own inbound queue, so that a
@@ -110,6 +110,9 @@ pub enum NetMessage {
     Vote(Vote),
     /// The sender's round status ([`Channel::Consensus`]).
     Status(RoundStatus),
+    /// Evidence of equivocation not committed yet ([`Channel::Consensus`]);
+    /// verified by the receiver before it is pooled.
+    Evidence(Vec<Evidence>),
     /// A signed proposal and the block it proposes ([`Channel::Proposal`]).
     Proposal {
         /// The signed proposal.
@@ -134,7 +137,9 @@ impl NetMessage {
     /// The channel this message travels on.
     pub fn channel(&self) -> Channel {
         match self {
-            NetMessage::Vote(_) | NetMessage::Status(_) => Channel::Consensus,
+            NetMessage::Vote(_) | NetMessage::Status(_) | NetMessage::Evidence(_) => {
+                Channel::Consensus
+            }
             NetMessage::Proposal { .. } => Channel::Proposal,
             NetMessage::Decided { .. } | NetMessage::BlockRequest(_) => Channel::Block,
             NetMessage::Txs(_) => Channel::Mempool,
@@ -146,6 +151,7 @@ impl NetMessage {
         match self {
             NetMessage::Vote(_) => "vote",
             NetMessage::Status(_) => "status",
+            NetMessage::Evidence(_) => "evidence",
             NetMessage::Proposal { .. } => "proposal",
             NetMessage::Decided { .. } => "decided",
             NetMessage::BlockRequest(_) => "block_request",

@@ -20,6 +20,10 @@
 //!   after any disconnect; their address is resolved again at each dial.
 //! - A peer that sends an oversized or undecodable frame is logged, counted,
 //!   disconnected and refused for a while; the node keeps running.
+//! - Each peer may send so many messages per second on each channel
+//!   ([`NetTuning::rate_limit`]); the excess is dropped before it reaches the
+//!   node's queue, counted, and reported ([`PeerEvent::Flooding`]) so that the
+//!   node scores the peer and cuts it off.
 //!
 //! Messages are decoded and validated here but signatures are not checked: the
 //! node verifies them in batches.
@@ -87,6 +91,17 @@ pub enum PeerEvent {
         peer: PublicKey,
         /// Its address.
         addr: SocketAddr,
+    },
+    /// The peer sent more messages than its channel's rate limit allows; the
+    /// excess was dropped. Reported at most once per
+    /// [`NetTuning::flood_report_interval`] per connection.
+    Flooding {
+        /// The peer.
+        peer: PublicKey,
+        /// The channel.
+        channel: Channel,
+        /// Messages dropped since the last report.
+        dropped: u64,
     },
     /// The peer has no connection any more.
     Disconnected {
@@ -511,6 +526,22 @@ impl Network {
         }
     }
 
+    /// Queues `body` as a frame of `channel` for `peer`, without encoding or
+    /// checking anything. Exists for the misbehaviour tests
+    /// ([`crate::faults`]), which send valid-looking garbage on purpose.
+    pub fn send_raw_frame(&self, peer: &PublicKey, channel: Channel, body: &[u8]) {
+        let Ok(len) = u32::try_from(body.len()) else {
+            return;
+        };
+        let mut frame = Vec::with_capacity(wire::LEN_PREFIX + body.len());
+        frame.extend_from_slice(&len.to_be_bytes());
+        frame.extend_from_slice(body);
+        let t = lock(&self.inner.table);
+        if let Some(live) = t.conns.get(peer) {
+            self.inner.enqueue(live, channel, Bytes::from(frame));
+        }
+    }
+
     /// Queues `msg` for every connected peer. The frame is encoded once and
     /// shared.
     pub fn broadcast(&self, msg: NetMessage) {
@@ -595,7 +626,8 @@ impl Network {
 
 /// Forwards peer events, in order, to the node's bounded queue. Connection tasks
 /// post to an unbounded queue so that they never wait on the node; its growth is
-/// bounded by the rate of handshakes.
+/// bounded by the rate of handshakes and by one flood report per connection and
+/// channel per [`NetTuning::flood_report_interval`].
 async fn forward_events(
     mut rx: mpsc::UnboundedReceiver<PeerEvent>,
     tx: mpsc::Sender<PeerEvent>,

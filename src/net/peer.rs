@@ -491,6 +491,40 @@ async fn read_frame(
     Ok(Some(Bytes::from(buf)))
 }
 
+/// A token bucket: `rate` messages per second, bursts of twice that.
+pub(crate) struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl RateLimit {
+    /// A full bucket; `rate` 0 means no limit.
+    pub(crate) fn new(rate: usize, now: std::time::Instant) -> RateLimit {
+        RateLimit {
+            rate: rate as f64,
+            tokens: 2.0 * rate as f64,
+            last: now,
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub(crate) fn allow(&mut self, now: std::time::Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(2.0 * self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Reads frames of one channel, decodes them and hands them to the node, until
 /// the peer finishes the stream or the connection ends. When the node's queue
 /// of this channel is full, waits: the stream stops being read and QUIC flow
@@ -503,6 +537,9 @@ async fn read_loop(
     mut recv: RecvStream,
 ) {
     let tx = inner.inbound[ch.index()].clone();
+    let mut limit = RateLimit::new(inner.tuning.rate_limit.get(ch), std::time::Instant::now());
+    let mut dropped: u64 = 0;
+    let mut reported_at: Option<std::time::Instant> = None;
     loop {
         let body = match read_frame(&mut recv, ch, &inner.limits).await {
             Ok(Some(body)) => body,
@@ -538,6 +575,26 @@ async fn read_loop(
             }
         };
         inner.counters.msg_in(ch);
+        let now = std::time::Instant::now();
+        if !limit.allow(now) {
+            // Dropped before the node's queue: a flooding peer costs a decode,
+            // never memory, and never delays the other peers' messages.
+            inner.counters.rate_limited(ch);
+            dropped += 1;
+            let due = reported_at
+                .is_none_or(|at| now.duration_since(at) >= inner.tuning.flood_report_interval);
+            if due {
+                debug!(dropped, "peer exceeds the channel's message rate");
+                let _ = inner.events.send(super::PeerEvent::Flooding {
+                    peer,
+                    channel: ch,
+                    dropped,
+                });
+                reported_at = Some(now);
+                dropped = 0;
+            }
+            continue;
+        }
         tokio::select! {
             sent = tx.send((peer, msg)) => {
                 // A node that dropped this receiver does not want the channel;

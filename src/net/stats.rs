@@ -21,6 +21,8 @@ pub struct ChannelStats {
     pub unroutable: u64,
     /// Messages not sent because their frame exceeds the channel's limit.
     pub oversized: u64,
+    /// Inbound messages dropped because their peer exceeded the channel's rate.
+    pub rate_limited: u64,
 }
 
 /// A snapshot of the network's counters.
@@ -72,6 +74,7 @@ pub(crate) struct ChannelCounters {
     dropped: AtomicU64,
     unroutable: AtomicU64,
     oversized: AtomicU64,
+    rate_limited: AtomicU64,
 }
 
 impl ChannelCounters {
@@ -84,6 +87,7 @@ impl ChannelCounters {
             dropped: self.dropped.load(Ordering::Relaxed),
             unroutable: self.unroutable.load(Ordering::Relaxed),
             oversized: self.oversized.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
         }
     }
 }
@@ -129,6 +133,10 @@ impl Counters {
 
     pub(crate) fn oversized(&self, channel: Channel) {
         add(&self.ch(channel).oversized, 1);
+    }
+
+    pub(crate) fn rate_limited(&self, channel: Channel) {
+        add(&self.ch(channel).rate_limited, 1);
     }
 
     pub(crate) fn bad_frame(&self) {

@@ -15,7 +15,7 @@ use prost::Message;
 use super::{Channel, ChannelLimits, NetMessage, RoundStatus};
 use crate::codec::{CodecError, Wire};
 use crate::pb;
-use crate::types::{Block, Commit, Height, Proposal, Round, Vote};
+use crate::types::{Block, Commit, Evidence, Height, Proposal, Round, Vote};
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
@@ -23,6 +23,9 @@ pub const LEN_PREFIX: usize = 4;
 /// Longest vote bitmap accepted in a [`RoundStatus`] (8192 validators), far
 /// beyond a consortium's size.
 pub const MAX_STATUS_BITMAP: usize = 1024;
+
+/// Most pieces of evidence in one consensus frame.
+pub const MAX_EVIDENCE_PER_FRAME: usize = 64;
 
 /// Highest step code of a [`RoundStatus`] (commit).
 pub const MAX_STATUS_STEP: u32 = 3;
@@ -96,6 +99,14 @@ pub fn encode_frame(msg: &NetMessage) -> Result<Bytes, WireError> {
             Channel::Consensus,
             &pb::ConsensusFrame {
                 msg: Some(pb::consensus_frame::Msg::Status(s.to_proto())),
+            },
+        ),
+        NetMessage::Evidence(list) => frame_of(
+            Channel::Consensus,
+            &pb::ConsensusFrame {
+                msg: Some(pb::consensus_frame::Msg::Evidence(pb::EvidenceList {
+                    evidence: list.iter().map(Wire::to_proto).collect(),
+                })),
             },
         ),
         NetMessage::Proposal { proposal, block } => frame_of(
@@ -202,6 +213,24 @@ pub fn decode_body(channel: Channel, body: Bytes) -> Result<NetMessage, WireErro
                 Some(pb::consensus_frame::Msg::Status(s)) => RoundStatus::from_proto(s)
                     .map(NetMessage::Status)
                     .map_err(|e| WireError::codec(channel, e)),
+                Some(pb::consensus_frame::Msg::Evidence(l)) => {
+                    if l.evidence.len() > MAX_EVIDENCE_PER_FRAME {
+                        return Err(WireError::invalid(
+                            channel,
+                            "evidence_list.evidence",
+                            format!(
+                                "{} pieces, at most {MAX_EVIDENCE_PER_FRAME}",
+                                l.evidence.len()
+                            ),
+                        ));
+                    }
+                    l.evidence
+                        .into_iter()
+                        .map(Evidence::from_proto)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(NetMessage::Evidence)
+                        .map_err(|e| WireError::codec(channel, e))
+                }
                 None => Err(WireError::codec(
                     channel,
                     CodecError::Missing("consensus_frame.msg"),
@@ -406,8 +435,20 @@ mod tests {
             Proposal::new_signed(&k, "c", Height(5), Round(1), None, b.id(), Timestamp(9));
         let commit =
             Commit::from_precommits(Height(5), Round(1), b.id(), std::slice::from_ref(&vote));
+        let other = Vote::new_signed(
+            &k,
+            "c",
+            VoteType::Precommit,
+            Height(5),
+            Round(1),
+            None,
+            Timestamp(9),
+        );
+        let evidence =
+            Evidence::DuplicateVote(crate::types::DuplicateVote::new(vote.clone(), other).unwrap());
         vec![
             NetMessage::Vote(vote),
+            NetMessage::Evidence(vec![evidence]),
             NetMessage::Status(RoundStatus {
                 height: Height(5),
                 round: Round(1),
@@ -428,6 +469,23 @@ mod tests {
             NetMessage::BlockRequest(Height(4)),
             NetMessage::Txs(vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc")]),
         ]
+    }
+
+    #[test]
+    fn evidence_frames_are_bounded() {
+        let limits = ChannelLimits::default();
+        let Some(NetMessage::Evidence(one)) = samples().into_iter().nth(1) else {
+            panic!("sample order changed");
+        };
+        let full = NetMessage::Evidence(vec![one[0].clone(); MAX_EVIDENCE_PER_FRAME]);
+        let frame = encode_frame(&full).unwrap();
+        assert!(decode_frame(Channel::Consensus, frame, &limits).is_ok());
+        let over = NetMessage::Evidence(vec![one[0].clone(); MAX_EVIDENCE_PER_FRAME + 1]);
+        let frame = encode_frame(&over).unwrap();
+        assert!(matches!(
+            decode_frame(Channel::Consensus, frame, &limits),
+            Err(WireError::Codec { .. })
+        ));
     }
 
     #[test]

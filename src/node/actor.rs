@@ -5,7 +5,7 @@
 //! follows it, so no signature leaves the node before the state guarding it is
 //! durable.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,23 +19,31 @@ use super::status::NodeStatus;
 use super::timers::{TimerEvent, Timers};
 use super::{Store, catchup::CatchUp};
 use crate::app::{Application, Execution};
-use crate::consensus::{Consensus, Input, Output, Step};
+use crate::consensus::{Consensus, FUTURE_HEIGHT_ROUNDS, Input, MAX_ROUND_LEAD, Output, Step};
 use crate::metrics::NodeMetrics;
 use crate::net::{NetEvents, NetMessage, Network, PeerEvent};
 use crate::storage::{SigningStateFile, WalEntry};
-use crate::types::{
-    Block, BlockId, Commit, DuplicateVote, Evidence, Hash, Height, PublicKey, Round, Timestamp,
-};
+use crate::types::{Block, BlockId, Commit, Evidence, Hash, Height, PublicKey, Round, Timestamp};
 
 /// Blocks between two checkpoints of the application state.
 const CHECKPOINT_EVERY: u64 = 100;
 
 /// Penalty points after which a peer is cut off.
-const BAN_SCORE: u32 = 100;
+pub const BAN_SCORE: u32 = 100;
 /// Block-channel messages handled between two fsyncs of the block log.
 const BLOCK_BATCH: usize = 256;
 /// How long a cut-off peer stays refused.
-const BAN_TIME: Duration = Duration::from_secs(60);
+pub const BAN_TIME: Duration = Duration::from_secs(60);
+/// Penalty points forgiven per second: an honest peer's rare slips (a vote it
+/// relayed late, a transaction that went stale in flight) never add up to a ban.
+pub const SCORE_DECAY_PER_SEC: f64 = 1.0;
+/// Penalties of at least this many points are logged at warn level; smaller
+/// ones (one per message of a flood) at debug, so that a flood does not flood
+/// the log too.
+const WARN_POINTS: u32 = 10;
+/// A vote or proposal this many heights above both our height and the height
+/// its sender announced is no honest message: its sender is scored.
+pub const FUTURE_HEIGHT_SLACK: u64 = 100;
 
 /// The wall clock, in the core's unit.
 pub fn now_ms() -> Timestamp {
@@ -97,8 +105,10 @@ pub struct PeerState {
     pub round: Round,
     /// Its reported step code.
     pub step: u32,
-    /// Penalty points.
-    pub score: u32,
+    /// Penalty points, as of `scored_at`.
+    pub score: f64,
+    /// When `score` was last brought up to date.
+    pub scored_at: Option<Instant>,
     /// When we last re-sent it a proposal or decision votes, per (height, round).
     pub resent: Option<(Height, Round, Instant)>,
 }
@@ -122,7 +132,7 @@ pub struct Actor {
     /// Executions of blocks of the current height, by block id.
     pub(super) execs: HashMap<BlockId, Execution>,
     /// Evidence seen and not yet committed.
-    pub(super) evidence_pool: BTreeMap<Hash, DuplicateVote>,
+    pub(super) evidence_pool: super::evidence::EvidencePool,
     pub(super) peers: HashMap<PublicKey, PeerState>,
     pub(super) catchup: CatchUp,
     /// Time of the latest committed block.
@@ -143,6 +153,10 @@ pub struct Actor {
     pub(super) snapshotter: Arc<crate::sync::snapshotter::Snapshotter>,
     /// Misbehaviour switched on for tests (debug builds only).
     pub(super) faults: crate::faults::Faults,
+    /// Our key, outside the core, only while a misbehaviour that signs is on.
+    pub(super) fault_key: Option<crate::types::Keypair>,
+    /// Ticks of the misbehaviours, to vary what they send.
+    pub(super) fault_tick: u64,
 }
 
 impl Actor {
@@ -228,6 +242,9 @@ impl Actor {
                 }
                 Output::BroadcastVote(vote) => {
                     self.wal(WalEntry::Vote(vote.clone()));
+                    if self.faults.equivocate_votes {
+                        self.equivocate_vote(&vote);
+                    }
                     self.net.broadcast(NetMessage::Vote(vote));
                 }
                 Output::BroadcastProposal { proposal, block } => {
@@ -236,7 +253,9 @@ impl Actor {
                         block: (*block).clone(),
                     });
                     info!(height = %proposal.height, round = %proposal.round, block = %proposal.block_id.short(), txs = block.txs.len(), "proposing");
-                    self.net.broadcast(NetMessage::Proposal { proposal, block });
+                    if !self.misbehave_proposal(&proposal, &block) {
+                        self.net.broadcast(NetMessage::Proposal { proposal, block });
+                    }
                 }
                 Output::ScheduleTimeout { timeout, duration } => {
                     self.timers
@@ -250,11 +269,7 @@ impl Actor {
                     block,
                     commit,
                 } => self.on_decide(height, round, block, commit)?,
-                Output::Evidence(ev) => {
-                    warn!(validator = %ev.first.validator, height = %ev.first.height, round = %ev.first.round, kind = %ev.first.vote_type, "equivocation detected");
-                    self.metrics.evidence.inc();
-                    self.evidence_pool.insert(ev.hash(), ev);
-                }
+                Output::Evidence(ev) => self.on_detected_evidence(ev),
                 Output::NewRound { height, round } => {
                     if round.0 > 0 {
                         info!(%height, %round, "new round");
@@ -286,14 +301,7 @@ impl Actor {
         };
         let rules = self.rules.clone();
         let txs = self.reap_txs();
-        let evidence: Vec<Evidence> = self
-            .evidence_pool
-            .values()
-            .filter(|e| e.first.height < height)
-            .take(16)
-            .cloned()
-            .map(Evidence::DuplicateVote)
-            .collect();
+        let evidence: Vec<Evidence> = self.evidence_pool.for_block(height);
         let tx = self.jobs_tx.clone();
         let invalid = self.faults.propose_invalid_tx;
         tokio::task::spawn_blocking(move || {
@@ -431,9 +439,7 @@ impl Actor {
         if let Err(e) = self.store.wal_clear_below(height.next()) {
             warn!(error = %e, "could not clear the consensus WAL");
         }
-        for ev in &block.evidence {
-            self.evidence_pool.remove(&ev.hash());
-        }
+        self.on_evidence_committed(height, &block.evidence)?;
         self.on_block_committed(block, commit);
         self.after_commit(block, &exec.results);
         self.snapshotter.on_commit(height);
@@ -554,23 +560,73 @@ impl Actor {
 
     // ---- peer messages ----
 
+    /// Adds penalty points to a peer's misbehaviour score (which decays with
+    /// time); past [`BAN_SCORE`] the peer is disconnected and refused for
+    /// [`BAN_TIME`].
     pub(super) fn penalize(&mut self, peer: &PublicKey, points: u32, reason: &str) {
         self.metrics.bad_messages.inc();
+        let now = Instant::now();
         let p = self.peers.entry(*peer).or_default();
-        p.score = p.score.saturating_add(points);
-        warn!(peer = %peer.short(), score = p.score, reason, "bad message from peer");
-        if p.score >= BAN_SCORE {
-            p.score = 0;
+        let decayed = p
+            .scored_at
+            .map_or(0.0, |at| (now - at).as_secs_f64() * SCORE_DECAY_PER_SEC);
+        p.score = (p.score - decayed).max(0.0) + f64::from(points);
+        p.scored_at = Some(now);
+        let score = p.score;
+        if points >= WARN_POINTS {
+            warn!(peer = %peer.short(), score, reason, "bad message from peer");
+        } else {
+            tracing::debug!(peer = %peer.short(), score, reason, "bad message from peer");
+        }
+        if score >= f64::from(BAN_SCORE) {
+            p.score = 0.0;
+            self.metrics.peers_banned.inc();
+            warn!(peer = %peer, score, reason, ban_secs = BAN_TIME.as_secs(), "misbehaviour score past the threshold: banning peer");
             self.net.disconnect(peer, reason, BAN_TIME);
         }
+    }
+
+    /// Whether a message for (height, round) is beyond anything an honest
+    /// sender would send now: far above both our height and the one the sender
+    /// announced, or (at our height) beyond the rounds the core keeps.
+    fn is_far_future(&self, peer: &PublicKey, height: Height, round: Round) -> bool {
+        let ours = self.core.height();
+        let (peer_h, peer_r) = self
+            .peers
+            .get(peer)
+            .map_or((Height(0), Round(0)), |p| (p.height, p.round));
+        if height.0 > ours.0.max(peer_h.0).saturating_add(FUTURE_HEIGHT_SLACK) {
+            return true;
+        }
+        let base = if height == peer_h { peer_r } else { Round(0) };
+        let base = if height == ours {
+            base.max(self.core.round())
+        } else {
+            base
+        };
+        round.0 > base.0.saturating_add(crate::consensus::MAX_ROUND_LEAD)
     }
 
     fn on_consensus_msg(&mut self, peer: PublicKey, msg: NetMessage) {
         match msg {
             NetMessage::Vote(vote) => {
+                if self.is_far_future(&peer, vote.height, vote.round) {
+                    self.penalize(&peer, 1, "vote for a far-future height or round");
+                    return;
+                }
                 let h = self.core.height();
                 if vote.height != h && vote.height != h.next() {
-                    return; // stale or far ahead: not worth a signature check
+                    return; // stale or ahead: not worth a signature check
+                }
+                if vote.height == h.next() && vote.round.0 >= FUTURE_HEIGHT_ROUNDS {
+                    // The core keeps only the first rounds of the next height.
+                    self.nudge(vote.height);
+                    return;
+                }
+                if vote.height == h
+                    && vote.round.0 > self.core.round().0.saturating_add(MAX_ROUND_LEAD)
+                {
+                    return; // the core would drop it; spare the check and the WAL
                 }
                 if self.rules.validators().get(&vote.validator).is_none() {
                     self.penalize(&peer, 20, "vote from a key that is not a validator");
@@ -588,6 +644,7 @@ impl Actor {
                 self.pending.push_back(Input::Vote(vote));
             }
             NetMessage::Status(s) => self.on_status(peer, s),
+            NetMessage::Evidence(list) => self.on_evidence_msg(peer, list),
             _ => self.penalize(&peer, 50, "message on the wrong channel"),
         }
     }
@@ -597,8 +654,20 @@ impl Actor {
             self.penalize(&peer, 50, "message on the wrong channel");
             return;
         };
+        if self.is_far_future(&peer, proposal.height, proposal.round) {
+            self.penalize(&peer, 1, "proposal for a far-future height or round");
+            return;
+        }
         let h = self.core.height();
         if proposal.height != h && proposal.height != h.next() {
+            return;
+        }
+        if proposal.height == h.next() && proposal.round.0 >= FUTURE_HEIGHT_ROUNDS {
+            return;
+        }
+        if proposal.height == h
+            && proposal.round.0 > self.core.round().0.saturating_add(MAX_ROUND_LEAD)
+        {
             return;
         }
         if proposal.verify(self.rules.chain_id()).is_err() {
@@ -629,6 +698,18 @@ impl Actor {
                 p.addr = addr.to_string();
                 let status = self.round_status();
                 self.net.send(&peer, NetMessage::Status(status));
+                self.send_evidence_to(&peer);
+            }
+            PeerEvent::Flooding {
+                peer,
+                channel,
+                dropped,
+            } => {
+                warn!(peer = %peer.short(), %channel, dropped, "peer exceeds the message rate; excess dropped");
+                // A point per ten messages dropped, at least one per report.
+                let points = u32::try_from(dropped / 10).unwrap_or(u32::MAX).max(1);
+                self.penalize(&peer, points, "message flood");
+                return;
             }
             PeerEvent::Disconnected { peer, reason } => {
                 info!(peer = %peer.short(), %reason, "peer disconnected");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::Store;
+use super::evidence::{MAX_BLOCK_EVIDENCE, check_evidence};
 use crate::app::{Application, Execution};
 use crate::types::{
     Block, BlockId, Commit, Evidence, Hash, Header, Height, PublicKey, Timestamp, ValidatorSet,
@@ -136,6 +137,15 @@ impl BlockRules {
         evidence: Vec<Evidence>,
     ) -> Result<(Block, Execution), InvalidBlock> {
         let parent = self.parent(height)?;
+        // The pool forgets committed evidence; checking again costs little and
+        // keeps our own proposal valid whatever the pool holds.
+        let evidence: Vec<Evidence> = evidence
+            .into_iter()
+            .filter(|ev| {
+                check_evidence(ev, &self.chain_id, &self.set, height, self.store.as_ref()).is_ok()
+            })
+            .take(MAX_BLOCK_EVIDENCE)
+            .collect();
         // Transactions that no longer pass are left out rather than failing the
         // proposal.
         let (txs, exec) = self
@@ -231,17 +241,23 @@ impl BlockRules {
                 ),
             ));
         }
+        if block.evidence.len() > MAX_BLOCK_EVIDENCE {
+            return Err(Self::invalid(
+                height,
+                format!(
+                    "{} pieces of evidence, at most {MAX_BLOCK_EVIDENCE}",
+                    block.evidence.len()
+                ),
+            ));
+        }
         let mut seen = HashSet::new();
         for ev in &block.evidence {
-            ev.verify(&self.chain_id, &self.set)
-                .map_err(|e| Self::invalid(height, format!("evidence: {e}")))?;
             if !seen.insert(ev.hash()) {
                 return Err(Self::invalid(height, "evidence listed twice"));
             }
-            let Evidence::DuplicateVote(d) = ev;
-            if d.first.height >= height {
-                return Err(Self::invalid(height, "evidence from this height or later"));
-            }
+            // Valid, recent, and committed by no earlier block: exactly once.
+            check_evidence(ev, &self.chain_id, &self.set, height, self.store.as_ref())
+                .map_err(|e| Self::invalid(height, format!("evidence: {e}")))?;
         }
         let exec = self
             .app

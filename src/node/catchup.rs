@@ -77,6 +77,7 @@ impl Actor {
         msg: NetMessage,
     ) -> Result<(), NodeError> {
         match msg {
+            NetMessage::BlockRequest(_) if self.withholds_blocks() => {}
             NetMessage::BlockRequest(h) => {
                 let block = self.store.block(h)?;
                 let commit = self.store.commit(h)?;

@@ -57,6 +57,9 @@ impl Actor {
         let status = self.round_status();
         self.net.broadcast(NetMessage::Status(status));
         self.request_blocks();
+        if self.faults.flood_votes || self.faults.garbage_frames {
+            self.misbehave_on_tick();
+        }
     }
 
     /// A peer told us where it stands: remember it, re-send what it lacks, and
@@ -135,7 +138,7 @@ impl Actor {
                     }
                 }
             }
-            if !s.has_proposal && self.may_resend(peer, s) {
+            if !s.has_proposal && !self.withholds_blocks() && self.may_resend(peer, s) {
                 if let Some((p, b)) = self.core.proposal(ours) {
                     // A re-proposal is justified by the prevotes of its valid round (L28).
                     if let Some(vr) = p.pol_round {

@@ -6,6 +6,7 @@
 //!   (persist-before-send).
 //! - [`blocks`]: building proposals and checking blocks.
 //! - [`gossip`]: round-state announcements and re-sending what peers lack.
+//! - [`evidence`]: the evidence pool, its checks and gossip.
 //! - [`catchup`]: fetching whole blocks with commits from peers ahead of us.
 //! - [`timers`], [`status`], [`error`].
 
@@ -13,6 +14,8 @@ pub mod actor;
 pub mod blocks;
 pub mod catchup;
 pub mod error;
+pub mod evidence;
+mod faulty;
 pub mod gossip;
 pub mod notify;
 pub mod status;
@@ -41,15 +44,21 @@ use crate::consensus::{Consensus, Input, Params};
 use crate::metrics::{NodeMetrics, Renderer};
 use crate::net::{NetConfig, Network, PeerAddr};
 use crate::storage::{
-    BlockStore, MetaStore, SigningStateFile, SledStore, SnapshotStore, TxIndexStore, WalEntry,
-    WalStore,
+    BlockStore, EvidenceStore, MetaStore, SigningStateFile, SledStore, SnapshotStore, TxIndexStore,
+    WalEntry, WalStore,
 };
 use crate::types::{Height, PublicKey, Timestamp};
 
 /// Everything a node stores, behind one object.
-pub trait Store: BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore {}
+pub trait Store:
+    BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore + EvidenceStore
+{
+}
 
-impl<T: BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore> Store for T {}
+impl<T: BlockStore + WalStore + MetaStore + TxIndexStore + SnapshotStore + EvidenceStore> Store
+    for T
+{
+}
 
 /// A running node.
 pub struct NodeHandle {
@@ -164,6 +173,12 @@ fn render_net_stats(s: &crate::net::NetStats, r: &mut Renderer) {
         "Outbound messages dropped because a peer's queue was full, per channel.",
         "channel",
         &per(|c| c.dropped),
+    );
+    r.counter_vec(
+        "consort_p2p_rate_limited_total",
+        "Inbound messages dropped because their peer exceeded the channel's rate, per channel.",
+        "channel",
+        &per(|c| c.rate_limited),
     );
     r.counter(
         "consort_p2p_bad_frames_total",
@@ -333,6 +348,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
     )?);
     replay_app(store.as_ref(), app.as_ref())?;
     store.index_missing_txs()?;
+    store.index_missing_evidence()?;
 
     let mut permitted: HashSet<PublicKey> = set.validators().iter().map(|v| v.public_key).collect();
     permitted.extend(members);
@@ -414,6 +430,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
             chunk_bytes: cfg.sync.chunk_bytes,
         },
     ));
+    let faults = crate::faults::Faults::from_env();
     let mut actor = actor::Actor {
         core,
         rules,
@@ -447,7 +464,9 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         bad_tx_tx,
         bad_tx_rx,
         snapshotter,
-        faults: crate::faults::Faults::from_env(),
+        fault_key: faults.signs_outside_the_core().then(|| key.clone()),
+        faults,
+        fault_tick: 0,
     };
     metrics.height.set(latest.0 as i64);
     // Resume: start the next height, then replay what the WAL kept of it.

@@ -11,6 +11,11 @@ use crate::pb;
 use crate::pb::node_service_server::NodeService;
 use crate::types::{Height, ValidatorSet};
 
+/// Pieces of evidence a `ListEvidence` answer holds when the request does not say.
+pub const DEFAULT_EVIDENCE_LIMIT: u32 = 100;
+/// Most pieces of evidence a `ListEvidence` answer holds.
+pub const MAX_EVIDENCE_LIMIT: u32 = 1000;
+
 /// Serves [`NodeService`] from the node's status and block store.
 #[derive(Clone)]
 pub struct NodeApi {
@@ -142,6 +147,13 @@ impl NodeService for NodeApi {
         }))
     }
 
+    async fn list_evidence(
+        &self,
+        req: Request<pb::ListEvidenceRequest>,
+    ) -> Result<Response<pb::ListEvidenceResponse>, Status> {
+        self.list_evidence_of(req.get_ref()).map(Response::new)
+    }
+
     async fn get_validators(
         &self,
         _req: Request<pb::GetValidatorsRequest>,
@@ -155,5 +167,132 @@ impl NodeService for NodeApi {
                 .collect(),
             total_power: self.validators.total_power(),
         }))
+    }
+}
+
+impl NodeApi {
+    /// The answer to `ListEvidence`.
+    fn list_evidence_of(
+        &self,
+        req: &pb::ListEvidenceRequest,
+    ) -> Result<pb::ListEvidenceResponse, Status> {
+        let limit = match req.limit {
+            0 => DEFAULT_EVIDENCE_LIMIT,
+            n if n > MAX_EVIDENCE_LIMIT => {
+                return Err(Status::invalid_argument(format!(
+                    "limit {n} is above the maximum of {MAX_EVIDENCE_LIMIT}"
+                )));
+            }
+            n => n,
+        };
+        let latest = self.store.latest_height();
+        let from = Height(req.from_height.max(1));
+        let to = if req.to_height == 0 {
+            latest
+        } else {
+            Height(req.to_height)
+        };
+        if req.to_height != 0 && from > to {
+            return Err(Status::invalid_argument(format!(
+                "from_height {from} is above to_height {to}"
+            )));
+        }
+        // One more than asked tells whether the range holds more.
+        let mut found = self
+            .store
+            .list_evidence(from, to, limit as usize + 1)
+            .map_err(storage_status)?;
+        let truncated = found.len() > limit as usize;
+        found.truncate(limit as usize);
+        Ok(pb::ListEvidenceResponse {
+            evidence: found
+                .into_iter()
+                .map(|c| {
+                    let crate::types::Evidence::DuplicateVote(d) = &c.evidence;
+                    pb::CommittedEvidence {
+                        height: c.height.0,
+                        hash: c.evidence.hash().as_bytes().to_vec().into(),
+                        validator: d.first.validator.as_bytes().to_vec().into(),
+                        evidence: Some(c.evidence.to_proto()),
+                    }
+                })
+                .collect(),
+            truncated,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{EvidenceStore, MemStore};
+    use crate::types::{
+        DuplicateVote, Evidence, Hash, Keypair, Round, Timestamp, Validator, Vote, VoteType,
+    };
+
+    fn api_with_evidence(n: u64) -> NodeApi {
+        let k = Keypair::from_seed([1; 32]);
+        let set = ValidatorSet::new(vec![Validator {
+            public_key: k.public(),
+            power: 1,
+            name: String::new(),
+        }])
+        .unwrap();
+        let store = MemStore::new();
+        for h in 1..=n {
+            let v = |id: &[u8]| {
+                Vote::new_signed(
+                    &k,
+                    "c",
+                    VoteType::Prevote,
+                    Height(h),
+                    Round(0),
+                    Some(Hash::digest(id)),
+                    Timestamp(0),
+                )
+            };
+            let ev = Evidence::DuplicateVote(DuplicateVote::new(v(b"a"), v(b"b")).unwrap());
+            store.index_evidence(Height(h + 1), &[ev]).unwrap();
+        }
+        let status = NodeStatus::new("c".into(), "m".into(), k.public(), true);
+        let (_tx, rx) = watch::channel(status);
+        NodeApi::new(rx, Arc::new(store), Arc::new(set))
+    }
+
+    fn req(from: u64, to: u64, limit: u32) -> pb::ListEvidenceRequest {
+        pb::ListEvidenceRequest {
+            from_height: from,
+            to_height: to,
+            limit,
+        }
+    }
+
+    #[test]
+    fn list_evidence_ranges_and_limits() {
+        // No block is stored: the latest height is 0, so nothing is listed.
+        let api = api_with_evidence(5);
+        assert!(
+            api.list_evidence_of(&req(0, 0, 0))
+                .unwrap()
+                .evidence
+                .is_empty()
+        );
+        let r = api.list_evidence_of(&req(2, 4, 0)).unwrap();
+        let heights: Vec<u64> = r.evidence.iter().map(|e| e.height).collect();
+        assert_eq!(heights, vec![2, 3, 4]);
+        assert!(!r.truncated);
+        for e in &r.evidence {
+            let ev = Evidence::from_proto(e.evidence.clone().unwrap()).unwrap();
+            assert_eq!(e.hash.as_ref(), ev.hash().as_bytes());
+        }
+        let r = api.list_evidence_of(&req(1, 100, 2)).unwrap();
+        assert_eq!(r.evidence.len(), 2);
+        assert!(r.truncated);
+        let err = api.list_evidence_of(&req(5, 4, 0)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        let err = api
+            .list_evidence_of(&req(1, 2, MAX_EVIDENCE_LIMIT + 1))
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
     }
 }

@@ -19,17 +19,21 @@ pub(super) enum TreeId {
     TxIndex,
     /// Snapshots: (height, 0) -> manifest; (height, 1, index) -> chunk.
     Snapshots,
+    /// Committed evidence: by hash and by (height, position); the empty key
+    /// holds the indexed height.
+    Evidence,
 }
 
 impl TreeId {
     /// Every tree, in a fixed order.
-    pub(super) const ALL: [TreeId; 6] = [
+    pub(super) const ALL: [TreeId; 7] = [
         TreeId::Blocks,
         TreeId::Wal,
         TreeId::Meta,
         TreeId::State,
         TreeId::TxIndex,
         TreeId::Snapshots,
+        TreeId::Evidence,
     ];
 
     /// Stable name on disk.
@@ -41,6 +45,7 @@ impl TreeId {
             TreeId::State => "state",
             TreeId::TxIndex => "txindex",
             TreeId::Snapshots => "snapshots",
+            TreeId::Evidence => "evidence",
         }
     }
 
@@ -53,6 +58,7 @@ impl TreeId {
             TreeId::State => 3,
             TreeId::TxIndex => 4,
             TreeId::Snapshots => 5,
+            TreeId::Evidence => 6,
         }
     }
 }

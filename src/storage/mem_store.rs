@@ -9,7 +9,7 @@ use super::StorageError;
 use super::engine::{Engine, Entry, FirstLast, TreeId};
 use super::kv_store::{KvStore, impl_store_traits};
 
-type Trees = [BTreeMap<Vec<u8>, Vec<u8>>; 6];
+type Trees = [BTreeMap<Vec<u8>, Vec<u8>>; 7];
 
 /// Trees in ordered maps; `flush` has nothing to do.
 #[derive(Default)]
@@ -161,6 +161,7 @@ impl std::fmt::Debug for MemStore {
 impl_store_traits!(MemStore);
 super::tx_index::impl_tx_index!(MemStore);
 super::snapshots::impl_snapshots!(MemStore);
+super::evidence::impl_evidence_index!(MemStore);
 
 impl MemStore {
     /// The application state tree of this store.

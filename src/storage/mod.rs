@@ -25,6 +25,7 @@
 mod encoding;
 mod engine;
 mod error;
+mod evidence;
 mod fsync_latency;
 mod kv_store;
 mod mem_store;
@@ -39,6 +40,7 @@ mod tx_index;
 mod tests;
 
 pub use error::StorageError;
+pub use evidence::{CommittedEvidence, EvidenceStore};
 pub use fsync_latency::{FsyncLatency, measure_fsync_latency};
 pub use mem_store::MemStore;
 pub use signing_state::SigningStateFile;

@@ -84,7 +84,7 @@ impl Default for SledOptions {
 /// one thread at a time, with a clone per thread.
 #[derive(Clone)]
 struct Handles<const F: usize> {
-    trees: [sled::Tree<F>; 6],
+    trees: [sled::Tree<F>; 7],
 }
 
 /// One sled database, shared by threads through a pool of handles.
@@ -115,6 +115,7 @@ impl<const F: usize> SledEngine<F> {
                 open(TreeId::ALL[3])?,
                 open(TreeId::ALL[4])?,
                 open(TreeId::ALL[5])?,
+                open(TreeId::ALL[6])?,
             ],
         };
         Ok(SledEngine {
@@ -292,9 +293,9 @@ impl<const F: usize> Engine for SledEngine<F> {
 /// - `log/`: blocks with their commits and state deltas, the consensus WAL and
 ///   metadata. Every block append is one write and one flush (fsync): the
 ///   durable commit of a block never waits on random writes.
-/// - `state/`: the application state, the transaction index and snapshots. It
-///   is derived from the log, written without waiting for the disk and flushed
-///   at checkpoints ([`SledStore::flush_state`]); after a crash whatever it lost
+/// - `state/`: the application state, the transaction and evidence indexes and
+///   snapshots. It is derived from the log, written without waiting for the
+///   disk and flushed at checkpoints ([`SledStore::flush_state`]); after a crash whatever it lost
 ///   is rebuilt from the log.
 ///
 /// Clones share the databases; they are closed (and flushed) when the last clone
@@ -370,6 +371,7 @@ impl std::fmt::Debug for SledStore {
 impl_store_traits!(SledStore);
 super::tx_index::impl_tx_index!(SledStore);
 super::snapshots::impl_snapshots!(SledStore);
+super::evidence::impl_evidence_index!(SledStore);
 
 impl SledStore {
     /// The application state tree of this store.

@@ -495,6 +495,98 @@ fn deferred_appends_follow_the_same_rules<S: Harness>(s: &S) {
     }
 }
 
+/// A conflicting pair of prevotes of validator `i` at height `h`.
+fn equivocation(i: usize, h: u64) -> crate::types::Evidence {
+    let k = &keys()[i];
+    let a = vote(k, VoteType::Prevote, Height(h), Some(Hash::digest(b"a")));
+    let b = vote(k, VoteType::Prevote, Height(h), Some(Hash::digest(b"b")));
+    crate::types::Evidence::DuplicateVote(crate::types::DuplicateVote::new(a, b).unwrap())
+}
+
+fn evidence_index_lists_and_finds<S: Harness + EvidenceStore>(s: &S) {
+    let e1 = equivocation(0, 3);
+    let e2 = equivocation(1, 3);
+    let e3 = equivocation(2, 7);
+    assert_eq!(s.evidence_committed_at(&e1.hash()).unwrap(), None);
+    assert!(
+        s.list_evidence(Height(0), Height(u64::MAX), 10)
+            .unwrap()
+            .is_empty()
+    );
+    s.index_evidence(Height(4), &[e1.clone(), e2.clone()])
+        .unwrap();
+    s.index_evidence(Height(5), &[]).unwrap();
+    s.index_evidence(Height(9), std::slice::from_ref(&e3))
+        .unwrap();
+    assert_eq!(
+        s.evidence_committed_at(&e1.hash()).unwrap(),
+        Some(Height(4))
+    );
+    assert_eq!(
+        s.evidence_committed_at(&e3.hash()).unwrap(),
+        Some(Height(9))
+    );
+    assert_eq!(
+        s.evidence_committed_at(&equivocation(3, 3).hash()).unwrap(),
+        None
+    );
+    let all = s.list_evidence(Height(1), Height(u64::MAX), 100).unwrap();
+    let got: Vec<(Height, crate::types::Evidence)> =
+        all.into_iter().map(|c| (c.height, c.evidence)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Height(4), e1.clone()),
+            (Height(4), e2),
+            (Height(9), e3.clone())
+        ]
+    );
+    // Range bounds are inclusive; the limit cuts in order.
+    assert_eq!(s.list_evidence(Height(4), Height(4), 100).unwrap().len(), 2);
+    assert_eq!(s.list_evidence(Height(5), Height(8), 100).unwrap().len(), 0);
+    assert_eq!(
+        s.list_evidence(Height(9), Height(9), 100).unwrap()[0].evidence,
+        e3
+    );
+    let first = s.list_evidence(Height(0), Height(100), 1).unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].evidence, e1);
+    assert!(
+        s.list_evidence(Height(9), Height(4), 100)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.list_evidence(Height(1), Height(9), 0).unwrap().is_empty());
+}
+
+fn evidence_index_rebuilds_from_the_log<S: Harness + EvidenceStore>(s: &S) {
+    append_n(s, 1, 2);
+    let ev = equivocation(0, 2);
+    let mut b = block_at(3, 10);
+    b.evidence = vec![ev.clone()];
+    b.header.evidence_hash = Block::evidence_hash_of(&b.evidence);
+    s.append(&b, &commit_for(&b), &[]).unwrap();
+    append_n(s, 4, 4);
+    // Nothing was indexed (a crash after the appends): the log tells.
+    assert_eq!(s.evidence_committed_at(&ev.hash()).unwrap(), None);
+    s.index_missing_evidence().unwrap();
+    assert_eq!(
+        s.evidence_committed_at(&ev.hash()).unwrap(),
+        Some(Height(3))
+    );
+    let listed = s.list_evidence(Height(1), Height(4), 10).unwrap();
+    assert_eq!(
+        listed,
+        vec![CommittedEvidence {
+            height: Height(3),
+            evidence: ev
+        }]
+    );
+    // Idempotent.
+    s.index_missing_evidence().unwrap();
+    assert_eq!(s.list_evidence(Height(1), Height(4), 10).unwrap().len(), 1);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod mem {
@@ -535,6 +627,8 @@ conformance!(
     clones_share_data,
     concurrent_appends_keep_the_log_contiguous,
     deferred_appends_follow_the_same_rules,
+    evidence_index_lists_and_finds,
+    evidence_index_rebuilds_from_the_log,
 );
 
 #[test]

@@ -1,0 +1,205 @@
+//! One of four validators misbehaves on purpose (`CONSORT_FAULTS`, honoured by
+//! debug builds only): it equivocates its votes and proposals, then floods its
+//! peers with votes for far-future heights and rounds, sends valid-looking
+//! garbage and withholds its proposals and blocks. The honest three stay live,
+//! commit the same blocks, commit the equivocation as evidence exactly once
+//! (visible over gRPC and in metrics), and score and cut off the flooder.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::Cluster;
+use consort::config::read_key;
+use consort::types::{Evidence, Height, PublicKey};
+
+/// A deadline for progress only, generous for a loaded machine.
+const LONG: Duration = Duration::from_secs(90);
+const HONEST: [usize; 3] = [0, 1, 2];
+const FAULTY: usize = 3;
+
+fn key_of(c: &Cluster, i: usize) -> PublicKey {
+    read_key(&c.home(i).join("node_key.json"))
+        .expect("node key")
+        .public()
+}
+
+/// Every node in `which` stores the same block at each height of `from..=to`,
+/// with a commit that verifies.
+async fn assert_same_chain(c: &Cluster, which: &[usize], from: u64, to: u64) {
+    let first = c.client(which[0]).await.expect("client");
+    let set = consort::types::ValidatorSet::new(first.validators().await.expect("validators"))
+        .expect("validator set");
+    for h in from..=to {
+        let mut ids = HashSet::new();
+        for &i in which {
+            let cl = c.client(i).await.expect("client");
+            let (block, id) = cl.block(h).await.expect("block");
+            assert_eq!(block.header.height, Height(h));
+            assert_eq!(
+                block.id(),
+                id,
+                "node {i}: block id is not its header's hash"
+            );
+            let commit = cl.commit(h).await.expect("commit");
+            commit
+                .verify("consort-test", &set, Height(h), &id)
+                .unwrap_or_else(|e| panic!("node {i} commit {h}: {e}"));
+            ids.insert(id);
+        }
+        assert_eq!(ids.len(), 1, "fork at height {h}: {ids:?}");
+    }
+}
+
+/// Evidence committed on node `i`, with the heights of the blocks carrying it.
+async fn committed_evidence(c: &Cluster, i: usize) -> Vec<(Height, Evidence)> {
+    let Some(cl) = c.client(i).await else {
+        return Vec::new();
+    };
+    cl.list_evidence(0, 0, 1000).await.unwrap_or_default()
+}
+
+async fn metric(c: &Cluster, i: usize, name: &str) -> f64 {
+    c.metric(i, name).await.unwrap_or(0.0)
+}
+
+async fn min_height(c: &Cluster, which: &[usize]) -> u64 {
+    let mut min = u64::MAX;
+    for &i in which {
+        min = min.min(c.height(i).await.unwrap_or(0));
+    }
+    min
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4f1_byzantine_validator_is_recorded_and_cut_off() {
+    let mut c = Cluster::generate(4, 0, 6);
+    let faulty_key = key_of(&c, FAULTY);
+
+    // ---- phase 1: equivocating votes and proposals ----
+    c.set_env(
+        FAULTY,
+        "CONSORT_FAULTS",
+        "equivocate-votes,equivocate-proposals",
+    );
+    c.start_all();
+    assert!(
+        c.wait_height(&HONEST, 3, LONG).await,
+        "the honest three did not start committing\n{}",
+        c.logs()
+    );
+
+    // The equivocation is committed as evidence, and every honest node lists
+    // the same evidence at the same heights (they hold the same blocks).
+    let deadline = tokio::time::Instant::now() + LONG;
+    let mut listed = Vec::new();
+    while tokio::time::Instant::now() < deadline {
+        listed = committed_evidence(&c, 0).await;
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        !listed.is_empty(),
+        "no evidence committed while validator 3 equivocated\n{}",
+        c.logs()
+    );
+    let last_h = listed.last().map(|(h, _)| h.0).unwrap_or(0);
+    assert!(
+        c.wait_height(&HONEST, last_h, LONG).await,
+        "honest nodes stopped before the evidence height\n{}",
+        c.logs()
+    );
+    let set = consort::types::ValidatorSet::new(
+        c.client(0)
+            .await
+            .expect("client")
+            .validators()
+            .await
+            .expect("validators"),
+    )
+    .expect("set");
+    for (h, ev) in &listed {
+        let Evidence::DuplicateVote(d) = ev;
+        assert_eq!(
+            d.first.validator, faulty_key,
+            "an honest validator was accused at {h}"
+        );
+        ev.verify("consort-test", &set)
+            .unwrap_or_else(|e| panic!("listed evidence does not verify: {e}"));
+        assert!(
+            d.first.height < *h,
+            "evidence of a later height in block {h}"
+        );
+    }
+    for &i in &HONEST[1..] {
+        let theirs: Vec<_> = committed_evidence(&c, i)
+            .await
+            .into_iter()
+            .filter(|(h, _)| h.0 <= last_h)
+            .collect();
+        assert_eq!(theirs, listed, "node {i} lists other evidence than node 0");
+    }
+    for &i in &HONEST {
+        assert!(
+            metric(&c, i, "consort_evidence_total").await >= 1.0,
+            "node {i} counted no evidence"
+        );
+        assert!(
+            metric(&c, i, "consort_evidence_committed_total").await >= 1.0,
+            "node {i} counted no committed evidence"
+        );
+    }
+
+    // ---- phase 2: floods, garbage, withheld proposals and blocks ----
+    c.kill(FAULTY);
+    c.set_env(
+        FAULTY,
+        "CONSORT_FAULTS",
+        "equivocate-votes,flood-votes,garbage-frames,withhold-blocks",
+    );
+    c.start(FAULTY);
+    let deadline = tokio::time::Instant::now() + LONG;
+    let mut banned = [false; 3];
+    while tokio::time::Instant::now() < deadline && !banned.iter().all(|b| *b) {
+        for (slot, &i) in HONEST.iter().enumerate() {
+            banned[slot] = metric(&c, i, "consort_peers_banned_total").await >= 1.0;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        banned.iter().all(|b| *b),
+        "not every honest node banned the flooder: {banned:?}\n{}",
+        c.logs()
+    );
+    for &i in &HONEST {
+        let log = c.log_of(i);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("banning peer") && l.contains(&faulty_key.to_string())),
+            "node {i} logged no ban naming validator 3"
+        );
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("banning peer") && !l.contains(&faulty_key.to_string())),
+            "node {i} banned an honest peer\n{log}"
+        );
+    }
+
+    // The honest three keep committing while it misbehaves.
+    let h = min_height(&c, &HONEST).await;
+    assert!(
+        c.wait_height(&HONEST, h + 10, LONG).await,
+        "the honest three stalled under the flood\n{}",
+        c.logs()
+    );
+
+    // Identical blocks at every height, and each equivocation committed once.
+    let top = min_height(&c, &HONEST).await;
+    assert_same_chain(&c, &HONEST, 1, top).await;
+    let all = committed_evidence(&c, 0).await;
+    let hashes: HashSet<_> = all.iter().map(|(_, e)| e.hash()).collect();
+    assert_eq!(hashes.len(), all.len(), "evidence committed twice: {all:?}");
+}
