@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
@@ -210,6 +211,7 @@ impl Actor {
                 }
             }
         }
+        self.sync_blocks()?;
         if let Err(e) = self.app.checkpoint() {
             warn!(error = %e, "state checkpoint at shutdown failed");
         }
@@ -422,7 +424,8 @@ impl Actor {
         let height = block.height();
         let t = std::time::Instant::now();
         let outcome = crate::codec::encode_outcome(&exec.results, &exec.delta);
-        if durable {
+        let checkpointing = self.catchup.checkpointing.load(Ordering::Acquire);
+        if durable || checkpointing {
             self.store.append(block, commit, &outcome)?;
             self.catchup.unsynced = false;
         } else {
@@ -445,14 +448,26 @@ impl Actor {
         self.snapshotter.on_commit(height);
         if height.0 % CHECKPOINT_EVERY == 0 {
             // The state is derived from the block log: flushing it is only a
-            // checkpoint that shortens replay after a crash, so it runs aside.
+            // checkpoint that shortens replay after a crash. The log is durable
+            // up to here first: state on disk must never be ahead of the log.
             self.sync_blocks()?;
-            let app = self.app.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = app.checkpoint() {
-                    warn!(error = %e, "state checkpoint failed");
-                }
-            });
+            if durable {
+                // Consensus pace: the flush runs aside while the next heights
+                // are decided (their blocks are fsynced before they are applied).
+                let app = self.app.clone();
+                let flag = self.catchup.checkpointing.clone();
+                flag.store(true, Ordering::Release);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = app.checkpoint() {
+                        warn!(error = %e, "state checkpoint failed");
+                    }
+                    flag.store(false, Ordering::Release);
+                });
+            } else if let Err(e) = self.app.checkpoint() {
+                // Catching up: blocks are applied faster than they are fsynced,
+                // so the flush runs here, between two batches.
+                warn!(error = %e, "state checkpoint failed");
+            }
         }
         self.execs.clear();
         self.timers.forget_below(height.next());

@@ -27,6 +27,9 @@ pub struct CatchUp {
     next_peer: usize,
     /// Blocks were appended without an fsync since the last one.
     pub(super) unsynced: bool,
+    /// A state checkpoint runs aside: while it flushes, every block is appended
+    /// durably, so that the flush cannot make state durable ahead of the log.
+    pub(super) checkpointing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Actor {
