@@ -32,6 +32,8 @@ const CHECKPOINT_EVERY: u64 = 100;
 
 /// Penalty points after which a peer is cut off.
 const BAN_SCORE: u32 = 100;
+/// Block-channel messages handled between two fsyncs of the block log.
+const BLOCK_BATCH: usize = 256;
 /// How long a cut-off peer stays refused.
 const BAN_TIME: Duration = Duration::from_secs(60);
 
@@ -171,7 +173,16 @@ impl Actor {
                 Some((peer, msg)) = events.proposals.recv() => self.on_proposal_msg(peer, msg),
                 Some(done) = self.jobs_rx.recv() => self.on_job_done(done),
                 _ = tokio::time::sleep_until(deadline) => self.fire_timers(),
-                Some((peer, msg)) = events.blocks.recv() => self.on_block_msg(peer, msg)?,
+                Some((peer, msg)) = events.blocks.recv() => {
+                    self.on_block_msg(peer, msg)?;
+                    // A node catching up receives blocks back to back: apply what
+                    // is already queued, then make the whole batch durable at once.
+                    for _ in 0..BLOCK_BATCH {
+                        let Ok((peer, msg)) = events.blocks.try_recv() else { break };
+                        self.on_block_msg(peer, msg)?;
+                    }
+                    self.sync_blocks()?;
+                }
                 Some(ev) = events.peers.recv() => self.on_peer_event(ev),
                 _ = gossip.tick() => self.gossip_tick(),
                 Some((peer, msg)) = events.mempool.recv() => self.on_mempool_msg(peer, msg),
@@ -194,6 +205,8 @@ impl Actor {
 
     /// Feeds queued inputs until none is left.
     pub(super) fn drain(&mut self) -> Result<(), NodeError> {
+        // Nothing starts a height on top of blocks that are not durable yet.
+        self.sync_blocks()?;
         while let Some(input) = self.pending.pop_front() {
             let outputs = self.core.handle(now_ms(), input);
             self.execute(outputs)?;
@@ -379,24 +392,35 @@ impl Actor {
                 NodeError::Inconsistent(format!("decided block does not execute: {e}"))
             })?,
         };
-        self.commit_block(&block, &commit, &exec)?;
+        self.commit_block(&block, &commit, &exec, true)?;
         self.decided_round = Some(round);
         self.schedule_next_height(height.next());
         Ok(())
     }
 
-    /// Makes a decided block durable and applies it: block, commit and state delta
-    /// in one write (fsynced), then the application's committed state.
+    /// Stores a decided block and applies it: block, commit and state delta in one
+    /// write, then the application's committed state. With `durable` the write is
+    /// fsynced before anything else happens; without (blocks fetched during
+    /// catch-up, each with its +2/3 commit) it is fsynced with a later block, and
+    /// at the latest before the application's state is checkpointed, so the state
+    /// on disk is never ahead of the block log.
     pub(super) fn commit_block(
         &mut self,
         block: &Block,
         commit: &Commit,
         exec: &Execution,
+        durable: bool,
     ) -> Result<(), NodeError> {
         let height = block.height();
         let t = std::time::Instant::now();
         let outcome = crate::codec::encode_outcome(&exec.results, &exec.delta);
-        self.store.append(block, commit, &outcome)?;
+        if durable {
+            self.store.append(block, commit, &outcome)?;
+            self.catchup.unsynced = false;
+        } else {
+            self.store.append_deferred(block, commit, &outcome)?;
+            self.catchup.unsynced = true;
+        }
         self.metrics.block_write.observe(t.elapsed().as_secs_f64());
         self.app.commit(exec)?;
         let hashes: Vec<Hash> = block.txs.iter().map(|t| Hash::digest(t)).collect();
@@ -416,6 +440,7 @@ impl Actor {
         if height.0 % CHECKPOINT_EVERY == 0 {
             // The state is derived from the block log: flushing it is only a
             // checkpoint that shortens replay after a crash, so it runs aside.
+            self.sync_blocks()?;
             let app = self.app.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = app.checkpoint() {
