@@ -418,10 +418,18 @@ remove_leftovers() {
   return 0
 }
 
+# kill_tree PID: stops a step and what it started (cargo, compose, the CLI),
+# children first.
+kill_tree() {
+  local c
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$c"; done
+  kill "$1" 2>/dev/null
+}
+
 step_pid=""
 cleanup() {
   local rc=$?
-  [ -n "$step_pid" ] && kill "$step_pid" 2>/dev/null
+  [ -n "$step_pid" ] && kill_tree "$step_pid"
   if [ -n "${CONSORT_KEEP:-}" ]; then
     echo "CONSORT_KEEP set: the network stays up (project $project, homes in $net)"
     return $rc
@@ -473,7 +481,7 @@ run_step() {
   step_pid=$pid
   while kill -0 "$pid" 2>/dev/null; do
     if awk -v a="$t0" -v b="$EPOCHREALTIME" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
-      kill "$pid" 2>/dev/null
+      kill_tree "$pid"
       echo "    FAIL: step still running after $limit s; stopped" >>"$out"
       break
     fi
