@@ -26,6 +26,8 @@ import base64
 import copy
 import json
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -294,6 +296,31 @@ def run_compose_and_monitoring():
     return problems
 
 
+def compose_cli_check():
+    """compose's own validation of compose.yaml, when compose is installed."""
+    problems = Problems()
+    candidates = []
+    if shutil.which("docker"):
+        candidates.append(["docker", "compose"])
+    if shutil.which("docker-compose"):
+        candidates.append(["docker-compose"])
+    for cmd in candidates:
+        try:
+            if subprocess.run(cmd + ["version"], capture_output=True, timeout=30).returncode != 0:
+                continue
+            r = subprocess.run(
+                cmd + ["-f", str(HERE / "compose.yaml"), "--profile", "joiner", "--profile", "monitoring",
+                       "config", "-q"],
+                capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            problems.add("compose.yaml", f"{' '.join(cmd)} failed to run: {e}")
+            return problems, " ".join(cmd)
+        if r.returncode != 0:
+            problems.add("compose.yaml", f"{' '.join(cmd)} config: {r.stderr.strip()}")
+        return problems, " ".join(cmd)
+    return problems, None
+
+
 def self_test(docs):
     """Each break must be reported, or the checks are toothless."""
     def broken(mutate):
@@ -333,6 +360,10 @@ def main():
           f"(kubernetes-validate {kubernetes_validate.__version__})")
     problems.items += run_compose_and_monitoring().items
     print("compose, prometheus and grafana files parsed and cross-checked")
+    compose_problems, compose_cmd = compose_cli_check()
+    problems.items += compose_problems.items
+    print(f"compose.yaml validated by {compose_cmd} config" if compose_cmd
+          else "note: no docker compose here; compose.yaml was only parsed")
     failed = 0
     if args.self_test:
         failed, total = self_test(k8s_docs(None))
