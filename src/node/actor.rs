@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::blocks::BlockRules;
 use super::error::NodeError;
-use super::status::NodeStatus;
+use super::status::{NodeStatus, SyncPhase};
 use super::timers::{TimerEvent, Timers};
 use super::{Store, catchup::CatchUp};
 use crate::app::{Application, Execution};
@@ -752,6 +752,14 @@ impl Actor {
         self.status.peer_max_height = peer_max;
         let behind = peer_max.0.saturating_sub(self.status.height.0);
         self.status.catching_up = behind > 1;
+        // The phase follows what the node is doing: fetching whole blocks while
+        // it is more than a height behind, consensus once it is within one.
+        self.status.sync_phase = if self.status.catching_up {
+            SyncPhase::BlockSync
+        } else {
+            SyncPhase::Consensus
+        };
+        self.metrics.sync_phase.set(self.status.sync_phase.code());
         self.metrics.blocks_behind.set(behind as i64);
         let lag = now_ms().millis_since(self.last_block_time) as f64 / 1000.0;
         self.metrics.lag_seconds.set(lag);
