@@ -25,7 +25,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::StorageError;
 use super::engine::{Engine, Entry, FirstLast, TreeId};
@@ -165,40 +165,88 @@ impl<const F: usize> SledEngine<F> {
     }
 }
 
+/// Name of the thread that opens a database.
+const OPEN_THREAD: &str = "sled-open";
+
+/// Open threads that panicked. sled panics on damaged heap files and then
+/// blocks while unwinding, so neither its result nor the end of its thread ever
+/// comes: a panic hook is the only prompt sign, and it turns a wait of
+/// `open_timeout` into an immediate error.
+static OPEN_PANICS: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
+
+/// Installs (once) a panic hook that records panics of open threads, then
+/// hands every panic to the hook that was there before.
+fn watch_open_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let me = std::thread::current();
+            if me.name() == Some(OPEN_THREAD) {
+                OPEN_PANICS
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(me.id());
+            }
+            previous(info);
+        }));
+    });
+}
+
+fn open_panicked(id: std::thread::ThreadId) -> bool {
+    OPEN_PANICS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(&id)
+}
+
 /// Opens the database on a thread of its own, waiting at most
-/// `options.open_timeout` (see [`SledOptions::open_timeout`] for why).
+/// `options.open_timeout` (see [`SledOptions::open_timeout`] for why), and no
+/// longer once that thread panicked.
 fn open_db<const F: usize>(dir: &Path, options: &SledOptions) -> Result<sled::Db<F>, StorageError> {
     let config = sled::Config::new()
         .path(dir)
         .cache_capacity_bytes(options.cache_capacity_bytes)
         .flush_every_ms(options.background_flush_ms);
+    watch_open_panics();
     let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("sled-open".into())
+    let opener = std::thread::Builder::new()
+        .name(OPEN_THREAD.into())
         .spawn(move || {
             // The receiver is gone only if the caller gave up already.
             let _ = tx.send(config.open::<F>());
         })
         .map_err(|e| StorageError::io("spawn a thread to open", dir, e))?;
+    let opener = opener.thread().id();
     let failed = |reason: String| StorageError::OpenFailed {
         path: dir.to_path_buf(),
         reason,
     };
-    match rx.recv_timeout(options.open_timeout) {
-        Ok(result) => result.map_err(|source| StorageError::Sled {
-            op: "open",
-            path: dir.to_path_buf(),
-            source,
-        }),
-        Err(RecvTimeoutError::Disconnected) => Err(failed(
-            "sled panicked while opening it; its files may be damaged".into(),
-        )),
-        Err(RecvTimeoutError::Timeout) => Err(failed(format!(
-            "sled did not finish opening it within {:?}: it hangs after a panic on \
-             damaged files (see the log for the panic), or recovery is slow; the \
-             process should exit",
-            options.open_timeout
-        ))),
+    let panicked =
+        || failed("sled panicked while opening it (see the log); its files are damaged".into());
+    let deadline = Instant::now() + options.open_timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok(result) => {
+                return result.map_err(|source| StorageError::Sled {
+                    op: "open",
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+            Err(RecvTimeoutError::Disconnected) => return Err(panicked()),
+            Err(RecvTimeoutError::Timeout) if open_panicked(opener) => return Err(panicked()),
+            Err(RecvTimeoutError::Timeout) if left.is_zero() => {
+                return Err(failed(format!(
+                    "sled did not finish opening it within {:?}: it hangs after a panic on \
+                     damaged files (see the log for the panic), or recovery is slow; the \
+                     process should exit",
+                    options.open_timeout
+                )));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
     }
 }
 

@@ -817,6 +817,25 @@ fn sled_damaged_heap_is_an_open_error_not_a_hang() {
     }
 }
 
+#[test]
+fn sled_damaged_heap_fails_when_sled_panics_not_at_the_timeout() {
+    // With an hour to open, only the panic can end the wait: a hang here is
+    // the bug (the node used to sit for the whole timeout before saying why).
+    let options = SledOptions {
+        open_timeout: Duration::from_secs(3600),
+        ..SledOptions::default()
+    };
+    let dir = damaged_sled("slabs/", |b| b.truncate(b.len() / 2));
+    match SledStore::open_with(dir.path(), &options) {
+        Err(StorageError::OpenFailed { path, reason }) => {
+            assert!(reason.contains("panicked"), "{reason}");
+            assert!(path.starts_with(dir.path()), "{}", path.display());
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a store with damaged heap files"),
+    }
+}
+
 // ---- crash: a writer process aborted mid-stream ----
 
 const CRASH_DIR_ENV: &str = "CONSORT_STORAGE_CRASH_DIR";
