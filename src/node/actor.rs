@@ -25,6 +25,9 @@ use crate::net::{NetEvents, NetMessage, Network, PeerEvent};
 use crate::storage::{SigningStateFile, WalEntry};
 use crate::types::{Block, BlockId, Commit, Evidence, Hash, Height, PublicKey, Round, Timestamp};
 
+/// Gossiped transaction batches checked at once, off the actor's thread.
+pub const MAX_ADMISSION_JOBS: usize = 4;
+
 /// Blocks between two checkpoints of the application state.
 const CHECKPOINT_EVERY: u64 = 100;
 
@@ -144,7 +147,11 @@ pub struct Actor {
     pub(super) waiting_start: Option<Height>,
     /// Transaction intake shared with the gRPC service.
     pub(super) txpool: Arc<super::txpool::TxPool>,
-    /// Peers that gossiped invalid transactions, reported by admission jobs.
+    /// Admission jobs of gossiped transactions in flight (at most
+    /// [`MAX_ADMISSION_JOBS`]).
+    pub(super) admissions: Arc<tokio::sync::Semaphore>,
+    /// Peers that gossiped invalid transactions, reported by admission jobs
+    /// (at most one report per job in flight).
     pub(super) bad_tx_tx: mpsc::UnboundedSender<(PublicKey, usize)>,
     pub(super) bad_tx_rx: mpsc::UnboundedReceiver<(PublicKey, usize)>,
     /// Takes snapshots every so many blocks.
@@ -188,7 +195,12 @@ impl Actor {
                 Some((peer, msg)) = events.blocks.recv() => self.on_block_msg(peer, msg)?,
                 Some(ev) = events.peers.recv() => self.on_peer_event(ev),
                 _ = gossip.tick() => self.gossip_tick(),
-                Some((peer, msg)) = events.mempool.recv() => self.on_mempool_msg(peer, msg),
+                // At most MAX_ADMISSION_JOBS gossiped batches are checked at once;
+                // beyond, the mempool queue is not read and QUIC flow control
+                // holds the peers back, instead of admission jobs piling up.
+                Some((peer, msg)) = events.mempool.recv(), if self.admissions.available_permits() > 0 => {
+                    self.on_mempool_msg(peer, msg);
+                }
                 _ = txpool.arrived(), if self.waiting_start.is_some() => {
                     if let Some(h) = self.waiting_start {
                         self.try_start_height(h, false);
