@@ -565,7 +565,7 @@ impl Actor {
         } else {
             tracing::debug!(peer = %peer.short(), score, reason, "bad message from peer");
         }
-        if score >= f64::from(BAN_SCORE) {
+        if score >= f64::from(BAN_SCORE) && !self.faults.never_ban {
             p.score = 0.0;
             self.metrics.peers_banned.inc();
             warn!(peer = %peer, score, reason, ban_secs = BAN_TIME.as_secs(), "misbehaviour score past the threshold: banning peer");
