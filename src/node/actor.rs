@@ -624,7 +624,17 @@ impl Actor {
                     return;
                 }
                 if vote.height == h {
-                    self.wal(WalEntry::Vote(vote.clone()));
+                    // Logged once per validator and slot: a re-sent vote, or the
+                    // thousandth conflicting one of an equivocator, does not make
+                    // the WAL grow (the core keeps no more of them either).
+                    let held = self
+                        .core
+                        .votes(vote.round, vote.vote_type)
+                        .iter()
+                        .any(|v| v.validator == vote.validator);
+                    if !held {
+                        self.wal(WalEntry::Vote(vote.clone()));
+                    }
                 } else {
                     self.nudge(vote.height);
                 }
@@ -666,10 +676,16 @@ impl Actor {
             return;
         }
         if proposal.height == h {
-            self.wal(WalEntry::Proposal {
-                proposal: proposal.clone(),
-                block: (*block).clone(),
-            });
+            // The core keeps one proposal per round: log only that one, not
+            // re-sent copies or a Byzantine proposer's conflicting blocks.
+            if self.core.proposal(proposal.round).is_none()
+                && proposal.proposer == self.core.proposer(proposal.round)
+            {
+                self.wal(WalEntry::Proposal {
+                    proposal: proposal.clone(),
+                    block: (*block).clone(),
+                });
+            }
         } else {
             self.nudge(proposal.height);
         }
