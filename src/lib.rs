@@ -10,6 +10,7 @@
 #![allow(clippy::large_enum_variant)]
 
 pub mod app;
+pub mod bench;
 pub mod client;
 pub mod codec;
 pub mod config;

@@ -43,6 +43,8 @@ pub struct TestnetSpec {
     /// Extra genesis accounts (keys derived from their index, not written out),
     /// to start with a large state.
     pub extra_accounts: u64,
+    /// Balance of each extra account.
+    pub extra_balance: u64,
 }
 
 impl TestnetSpec {
@@ -61,8 +63,18 @@ impl TestnetSpec {
             members: 0,
             genesis_time_ms: crate::node::now_ms().0,
             extra_accounts: 0,
+            extra_balance: 1,
         }
     }
+}
+
+/// The key of extra genesis account `i` (derived from its index, so that a load
+/// generator can sign for the accounts of a generated network).
+pub fn extra_account_key(i: u64) -> Keypair {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&i.to_be_bytes());
+    seed[8] = 0xAC;
+    Keypair::from_seed(seed)
 }
 
 /// One generated node, as written to `nodes.json`.
@@ -157,14 +169,9 @@ pub fn generate(spec: &TestnetSpec) -> Result<Vec<NodeEntry>, ConfigError> {
                 public_key: *k,
                 balance: spec.client_balance,
             })
-            .chain((0..spec.extra_accounts).map(|i| {
-                let mut seed = [0u8; 32];
-                seed[..8].copy_from_slice(&i.to_be_bytes());
-                seed[8] = 0xAC;
-                GenesisAccount {
-                    public_key: Keypair::from_seed(seed).public(),
-                    balance: 1,
-                }
+            .chain((0..spec.extra_accounts).map(|i| GenesisAccount {
+                public_key: extra_account_key(i).public(),
+                balance: spec.extra_balance,
             }))
             .collect(),
     };

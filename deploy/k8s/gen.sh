@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generates the keys, genesis and configs of a 4-validator network whose pods
 # reach each other as validator-N.validator.consort.svc.cluster.local, and
-# writes them as a Secret and a ConfigMap into deploy/k8s/generated/.
+# writes them as a Secret and a ConfigMap into deploy/k8s/generated/ (or $OUT).
 # Usage: deploy/k8s/gen.sh [path/to/consort]
 #   then: kubectl apply -k deploy/k8s
 set -euo pipefail
@@ -21,7 +21,7 @@ done
 "$consort" testnet --validators 4 --out "$work" --base-port 26656 \
   --chain-id consort-k8s --hosts "$hosts" --names "$names" >/dev/null
 
-out="$here/generated"
+out="${OUT:-$here/generated}"
 mkdir -p "$out"
 b64() { base64 -w0 < "$1"; }
 indent() { sed 's/^/    /' "$1"; }

@@ -1,5 +1,7 @@
 //! Structured logs with `tracing`: level from the config unless `RUST_LOG` is set.
 
+use std::io::IsTerminal as _;
+
 use anyhow::{Result, anyhow};
 use tracing_subscriber::EnvFilter;
 
@@ -12,7 +14,10 @@ pub fn init(level: &str, format: &str) -> Result<()> {
     .map_err(|e| anyhow!("invalid log filter: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        // Colour codes only for a terminal: piped into a file, `docker logs`
+        // or a log collector they would be noise in every line.
+        .with_ansi(std::io::stdout().is_terminal());
     let result = if format == "json" {
         builder.json().try_init()
     } else {

@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+mod bench;
 mod devnet;
 mod logging;
 mod query;
@@ -64,6 +65,9 @@ enum Command {
         #[arg(long)]
         fast: bool,
     },
+    /// Measure throughput, latency, block interval, sync speed and memory of a
+    /// running network (--nodes) or a local one (--local N).
+    Bench(bench::BenchArgs),
     /// Check a node through the standard gRPC health service; exits non-zero
     /// unless it is serving (for container health checks).
     Health {
@@ -193,6 +197,7 @@ fn run(cli: Cli) -> Result<()> {
             base_port,
             fast,
         } => runtime()?.block_on(devnet::run(validators, dir, base_port, fast)),
+        Command::Bench(a) => runtime()?.block_on(bench::run(a)),
         Command::Status { node, json } => runtime()?.block_on(query::status(&node, json)),
         Command::Health { node } => runtime()?.block_on(query::health(&node)),
         Command::Query { what } => runtime()?.block_on(query::run(what)),

@@ -31,6 +31,8 @@
 mod config;
 mod message;
 mod peer;
+#[doc(hidden)]
+pub mod raw;
 mod stats;
 pub mod tls;
 pub mod wire;

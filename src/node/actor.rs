@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
@@ -15,7 +16,7 @@ use tracing::{info, warn};
 
 use super::blocks::BlockRules;
 use super::error::NodeError;
-use super::status::NodeStatus;
+use super::status::{NodeStatus, SyncPhase};
 use super::timers::{TimerEvent, Timers};
 use super::{Store, catchup::CatchUp};
 use crate::app::{Application, Execution};
@@ -33,6 +34,8 @@ const CHECKPOINT_EVERY: u64 = 100;
 
 /// Penalty points after which a peer is cut off.
 pub const BAN_SCORE: u32 = 100;
+/// Block-channel messages handled between two fsyncs of the block log.
+const BLOCK_BATCH: usize = 256;
 /// How long a cut-off peer stays refused.
 pub const BAN_TIME: Duration = Duration::from_secs(60);
 /// Penalty points forgiven per second: an honest peer's rare slips (a vote it
@@ -192,7 +195,16 @@ impl Actor {
                 Some((peer, msg)) = events.proposals.recv() => self.on_proposal_msg(peer, msg),
                 Some(done) = self.jobs_rx.recv() => self.on_job_done(done),
                 _ = tokio::time::sleep_until(deadline) => self.fire_timers(),
-                Some((peer, msg)) = events.blocks.recv() => self.on_block_msg(peer, msg)?,
+                Some((peer, msg)) = events.blocks.recv() => {
+                    self.on_block_msg(peer, msg)?;
+                    // A node catching up receives blocks back to back: apply what
+                    // is already queued, then make the whole batch durable at once.
+                    for _ in 0..BLOCK_BATCH {
+                        let Ok((peer, msg)) = events.blocks.try_recv() else { break };
+                        self.on_block_msg(peer, msg)?;
+                    }
+                    self.sync_blocks()?;
+                }
                 Some(ev) = events.peers.recv() => self.on_peer_event(ev),
                 _ = gossip.tick() => self.gossip_tick(),
                 // At most MAX_ADMISSION_JOBS gossiped batches are checked at once;
@@ -211,6 +223,7 @@ impl Actor {
                 }
             }
         }
+        self.sync_blocks()?;
         if let Err(e) = self.app.checkpoint() {
             warn!(error = %e, "state checkpoint at shutdown failed");
         }
@@ -220,6 +233,8 @@ impl Actor {
 
     /// Feeds queued inputs until none is left.
     pub(super) fn drain(&mut self) -> Result<(), NodeError> {
+        // Nothing starts a height on top of blocks that are not durable yet.
+        self.sync_blocks()?;
         while let Some(input) = self.pending.pop_front() {
             let outputs = self.core.handle(now_ms(), input);
             self.execute(outputs)?;
@@ -399,24 +414,36 @@ impl Actor {
                 NodeError::Inconsistent(format!("decided block does not execute: {e}"))
             })?,
         };
-        self.commit_block(&block, &commit, &exec)?;
+        self.commit_block(&block, &commit, &exec, true)?;
         self.decided_round = Some(round);
         self.schedule_next_height(height.next());
         Ok(())
     }
 
-    /// Makes a decided block durable and applies it: block, commit and state delta
-    /// in one write (fsynced), then the application's committed state.
+    /// Stores a decided block and applies it: block, commit and state delta in one
+    /// write, then the application's committed state. With `durable` the write is
+    /// fsynced before anything else happens; without (blocks fetched during
+    /// catch-up, each with its +2/3 commit) it is fsynced with a later block, and
+    /// at the latest before the application's state is checkpointed, so the state
+    /// on disk is never ahead of the block log.
     pub(super) fn commit_block(
         &mut self,
         block: &Block,
         commit: &Commit,
         exec: &Execution,
+        durable: bool,
     ) -> Result<(), NodeError> {
         let height = block.height();
         let t = std::time::Instant::now();
         let outcome = crate::codec::encode_outcome(&exec.results, &exec.delta);
-        self.store.append(block, commit, &outcome)?;
+        let checkpointing = self.catchup.checkpointing.load(Ordering::Acquire);
+        if durable || checkpointing {
+            self.store.append(block, commit, &outcome)?;
+            self.catchup.unsynced = false;
+        } else {
+            self.store.append_deferred(block, commit, &outcome)?;
+            self.catchup.unsynced = true;
+        }
         self.metrics.block_write.observe(t.elapsed().as_secs_f64());
         self.app.commit(exec)?;
         let hashes: Vec<Hash> = block.txs.iter().map(|t| Hash::digest(t)).collect();
@@ -433,13 +460,26 @@ impl Actor {
         self.snapshotter.on_commit(height);
         if height.0 % CHECKPOINT_EVERY == 0 {
             // The state is derived from the block log: flushing it is only a
-            // checkpoint that shortens replay after a crash, so it runs aside.
-            let app = self.app.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = app.checkpoint() {
-                    warn!(error = %e, "state checkpoint failed");
-                }
-            });
+            // checkpoint that shortens replay after a crash. The log is durable
+            // up to here first: state on disk must never be ahead of the log.
+            self.sync_blocks()?;
+            if durable {
+                // Consensus pace: the flush runs aside while the next heights
+                // are decided (their blocks are fsynced before they are applied).
+                let app = self.app.clone();
+                let flag = self.catchup.checkpointing.clone();
+                flag.store(true, Ordering::Release);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = app.checkpoint() {
+                        warn!(error = %e, "state checkpoint failed");
+                    }
+                    flag.store(false, Ordering::Release);
+                });
+            } else if let Err(e) = self.app.checkpoint() {
+                // Catching up: blocks are applied faster than they are fsynced,
+                // so the flush runs here, between two batches.
+                warn!(error = %e, "state checkpoint failed");
+            }
         }
         self.execs.clear();
         self.timers.forget_below(height.next());
@@ -740,6 +780,14 @@ impl Actor {
         self.status.peer_max_height = peer_max;
         let behind = peer_max.0.saturating_sub(self.status.height.0);
         self.status.catching_up = behind > 1;
+        // The phase follows what the node is doing: fetching whole blocks while
+        // it is more than a height behind, consensus once it is within one.
+        self.status.sync_phase = if self.status.catching_up {
+            SyncPhase::BlockSync
+        } else {
+            SyncPhase::Consensus
+        };
+        self.metrics.sync_phase.set(self.status.sync_phase.code());
         self.metrics.blocks_behind.set(behind as i64);
         let lag = now_ms().millis_since(self.last_block_time) as f64 / 1000.0;
         self.metrics.lag_seconds.set(lag);

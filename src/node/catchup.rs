@@ -25,6 +25,11 @@ pub struct CatchUp {
     requested: BTreeMap<Height, (PublicKey, Instant)>,
     received: BTreeMap<Height, (Block, Commit, PublicKey)>,
     next_peer: usize,
+    /// Blocks were appended without an fsync since the last one.
+    pub(super) unsynced: bool,
+    /// A state checkpoint runs aside: while it flushes, every block is appended
+    /// durably, so that the flush cannot make state durable ahead of the log.
+    pub(super) checkpointing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Actor {
@@ -105,7 +110,19 @@ impl Actor {
         Ok(())
     }
 
-    /// Applies received blocks in height order while the next one is at hand.
+    /// Makes the blocks appended without an fsync durable.
+    pub(super) fn sync_blocks(&mut self) -> Result<(), NodeError> {
+        if self.catchup.unsynced {
+            self.store.sync_blocks()?;
+            self.catchup.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Applies received blocks in height order while the next one is at hand. They
+    /// are appended without an fsync: the caller syncs once per batch of messages,
+    /// and [`Actor::drain`] syncs before the core sees any input, so no height is
+    /// started (and nothing signed) on top of blocks that are not durable.
     fn apply_received(&mut self) -> Result<(), NodeError> {
         loop {
             let next = self.store.latest_height().next();
@@ -133,7 +150,7 @@ impl Actor {
                 }
             };
             debug!(height = %next, peer = %peer.short(), "applying fetched block");
-            self.commit_block(&block, &commit, &exec)?;
+            self.commit_block(&block, &commit, &exec, false)?;
             if self.store.latest_height().0 % 1000 == 0 {
                 info!(height = %next, "catching up");
             }

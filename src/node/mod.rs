@@ -116,7 +116,16 @@ async fn bind_tcp(addr: &str, what: &str) -> Result<TcpListener, NodeError> {
 /// each against the root its header commits to.
 fn replay_app(store: &dyn Store, app: &dyn Application) -> Result<(), NodeError> {
     let latest = store.latest_height();
-    let from = app.committed().0.next().max(store.base_height());
+    let applied = app.committed().0;
+    if applied > latest && latest.0 != 0 {
+        // The state is flushed only once the log below it is durable; this is a
+        // damaged or foreign data directory, not something to run on.
+        return Err(NodeError::Inconsistent(format!(
+            "the application state is at height {applied} but the block log ends at {latest}: \
+             the data directory is damaged; restore it or start over with state sync"
+        )));
+    }
+    let from = applied.next().max(store.base_height());
     for h in from.0..=latest.0 {
         let h = Height(h);
         let stored = store

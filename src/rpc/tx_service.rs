@@ -125,10 +125,17 @@ impl TxService for TxApi {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let i = self.inner.get()?;
         let req = req.into_inner();
-        let mode = pb::SubmitMode::try_from(req.mode).unwrap_or(pb::SubmitMode::Unspecified);
-        let wait = match mode {
-            pb::SubmitMode::Accepted | pb::SubmitMode::Unspecified => false,
-            pb::SubmitMode::Committed => true,
+        // An unknown mode is refused rather than read as ACCEPTED: a client that
+        // asked for something stronger must not take an early answer for it.
+        let wait = match pb::SubmitMode::try_from(req.mode) {
+            Ok(pb::SubmitMode::Accepted | pb::SubmitMode::Unspecified) => false,
+            Ok(pb::SubmitMode::Committed) => true,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "mode: unknown submit mode {}",
+                    req.mode
+                )));
+            }
         };
         let hash = Hash::digest(&req.tx);
         let waiter = wait.then(|| i.pool.notifier().wait_for(hash));

@@ -75,6 +75,7 @@ impl<E: Engine> KvStore<E> {
         block: &Block,
         commit: &Commit,
         app_delta: &[u8],
+        durable: bool,
     ) -> Result<(), StorageError> {
         let height = block.height();
         if height.0 == 0 {
@@ -109,12 +110,19 @@ impl<E: Engine> KvStore<E> {
         // The durable commit of a block is this one write and the flush after it.
         self.engine
             .insert(TreeId::Blocks, &height_key(height), &record)?;
-        self.engine.flush()?;
+        if durable {
+            self.engine.flush()?;
+        }
         if latest == 0 {
             self.base.store(height.0, Ordering::Release);
         }
         self.latest.store(height.0, Ordering::Release);
         Ok(())
+    }
+
+    /// Makes every earlier write durable (fsync).
+    pub(super) fn flush(&self) -> Result<(), StorageError> {
+        self.engine.flush()
     }
 
     fn record(&self, height: Height) -> Result<Option<BlockRecord>, StorageError> {
@@ -253,7 +261,20 @@ macro_rules! impl_store_traits {
                 commit: &$crate::types::Commit,
                 app_delta: &[u8],
             ) -> Result<(), $crate::storage::StorageError> {
-                self.inner.append(block, commit, app_delta)
+                self.inner.append(block, commit, app_delta, true)
+            }
+
+            fn append_deferred(
+                &self,
+                block: &$crate::types::Block,
+                commit: &$crate::types::Commit,
+                app_delta: &[u8],
+            ) -> Result<(), $crate::storage::StorageError> {
+                self.inner.append(block, commit, app_delta, false)
+            }
+
+            fn sync_blocks(&self) -> Result<(), $crate::storage::StorageError> {
+                self.inner.flush()
             }
 
             fn block(

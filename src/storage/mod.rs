@@ -13,6 +13,7 @@
 //! | write | durable when it returns | how |
 //! |---|---|---|
 //! | [`BlockStore::append`] | yes | one record (block, commit, app delta) in the `blocks` tree, then a flush (fsync) |
+//! | [`BlockStore::append_deferred`] | no | the same record; durable with the next flush (catch-up batches its fsyncs) |
 //! | [`BlockStore::prune_below`] | yes | batched removes, then a flush |
 //! | [`MetaStore::meta_put`] | yes | one insert, then a flush |
 //! | [`WalStore::wal_append`] | no | one insert; durable with the next flush of the store |

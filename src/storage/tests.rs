@@ -465,6 +465,36 @@ fn concurrent_appends_keep_the_log_contiguous<S: Harness>(s: &S) {
     }
 }
 
+fn deferred_appends_follow_the_same_rules<S: Harness>(s: &S) {
+    append_n(s, 1, 2);
+    for h in 3..=10u64 {
+        let b = block_at(h, 200);
+        s.append_deferred(&b, &commit_for(&b), &h.to_be_bytes())
+            .unwrap();
+        assert_eq!(s.latest_height(), Height(h));
+    }
+    // The same checks as a durable append: not the next height, a foreign commit.
+    let b = block_at(12, 10);
+    assert!(matches!(
+        s.append_deferred(&b, &commit_for(&b), &[]),
+        Err(StorageError::NotNext { .. })
+    ));
+    let b = block_at(11, 10);
+    let other = block_at(11, 11);
+    assert!(matches!(
+        s.append_deferred(&b, &commit_for(&other), &[]),
+        Err(StorageError::Mismatch { .. })
+    ));
+    s.sync_blocks().unwrap();
+    // A durable append after deferred ones continues the same log.
+    append_n(s, 11, 11);
+    for h in 3..=10u64 {
+        let stored = s.stored(Height(h)).unwrap().unwrap();
+        assert_eq!(stored.block, block_at(h, 200));
+        assert_eq!(stored.app_delta, h.to_be_bytes());
+    }
+}
+
 /// A conflicting pair of prevotes of validator `i` at height `h`.
 fn equivocation(i: usize, h: u64) -> crate::types::Evidence {
     let k = &keys()[i];
@@ -596,9 +626,28 @@ conformance!(
     meta_put_get_replace,
     clones_share_data,
     concurrent_appends_keep_the_log_contiguous,
+    deferred_appends_follow_the_same_rules,
     evidence_index_lists_and_finds,
     evidence_index_rebuilds_from_the_log,
 );
+
+#[test]
+fn synced_deferred_appends_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        for h in 1..=20u64 {
+            let b = block_at(h, 100);
+            s.append_deferred(&b, &commit_for(&b), &[]).unwrap();
+        }
+        s.sync_blocks().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.latest_height(), Height(20));
+    for h in 1..=20u64 {
+        assert_eq!(s.block(Height(h)).unwrap(), Some(block_at(h, 100)));
+    }
+}
 
 // ---- sled across restarts ----
 

@@ -33,6 +33,22 @@ pub trait BlockStore: Send + Sync + 'static {
     /// signatures are not checked here.
     fn append(&self, block: &Block, commit: &Commit, app_delta: &[u8]) -> Result<(), StorageError>;
 
+    /// Like [`BlockStore::append`], with the same checks and the same atomic write,
+    /// but durable only with the next [`BlockStore::sync_blocks`] (or the next
+    /// durable append). For blocks fetched from peers during catch-up: each carries
+    /// a commit signed by +2/3, so a crash that loses it loses nothing the network
+    /// does not hold, and one fsync per batch instead of one per block is what lets
+    /// a node that is far behind apply thousands of blocks a second.
+    fn append_deferred(
+        &self,
+        block: &Block,
+        commit: &Commit,
+        app_delta: &[u8],
+    ) -> Result<(), StorageError>;
+
+    /// Makes every block appended so far durable (fsync).
+    fn sync_blocks(&self) -> Result<(), StorageError>;
+
     /// The block at `height`, if stored.
     fn block(&self, height: Height) -> Result<Option<Block>, StorageError>;
 

@@ -184,7 +184,7 @@ fn decode_target(b: &[u8]) -> Option<Target> {
 }
 
 /// Checks a light block: the commit certifies the header for the genesis set.
-fn verify_light_block(
+pub fn verify_light_block(
     cfg: &StateSyncConfig,
     lb: pb::LightBlock,
     height: Height,

@@ -1,0 +1,179 @@
+//! The open-loop load: pre-signed transactions offered at a fixed rate (or as
+//! fast as the in-flight window allows) over several gRPC connections per node.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tonic::transport::Channel;
+
+use super::pool::PreSigned;
+use crate::pb;
+use crate::pb::tx_service_client::TxServiceClient;
+
+/// Most submissions waiting for an answer on one connection. At a fixed rate a
+/// full window means the client cannot offer more: the shortfall shows as an
+/// offered rate below the one asked for.
+pub const INFLIGHT_PER_CONN: usize = 512;
+
+/// How to offer the load.
+#[derive(Clone, Debug)]
+pub struct LoadSpec {
+    /// Transactions per second, or `None` for as fast as possible.
+    pub rate: Option<f64>,
+    /// Length of the timed window.
+    pub duration: Duration,
+}
+
+/// Shared counters of one run, read by the progress line and the report.
+pub struct LoadState {
+    /// When the timed window started.
+    pub t0: Instant,
+    /// Per pool index: nanoseconds after `t0` when it was sent, plus one (0 = not
+    /// sent).
+    pub sent_at: Vec<AtomicU64>,
+    /// Submissions sent.
+    pub sent: AtomicU64,
+    /// Submissions the node accepted.
+    pub accepted: AtomicU64,
+    /// Refusals by gRPC code, with the first message of each.
+    pub refused: Mutex<BTreeMap<String, (u64, String)>>,
+}
+
+impl LoadState {
+    /// Counters for a pool of `n` transactions, starting the clock now.
+    pub fn new(n: usize) -> LoadState {
+        LoadState {
+            t0: Instant::now(),
+            sent_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            sent: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// When transaction `i` was sent, in ms after `t0`.
+    pub fn sent_ms(&self, i: usize) -> Option<f64> {
+        match self.sent_at.get(i)?.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some((ns - 1) as f64 / 1e6),
+        }
+    }
+
+    /// Refusals in total.
+    pub fn refused_total(&self) -> u64 {
+        self.refused
+            .lock()
+            .map(|m| m.values().map(|(n, _)| n).sum())
+            .unwrap_or(0)
+    }
+
+    fn refuse(&self, status: &tonic::Status) {
+        if let Ok(mut m) = self.refused.lock() {
+            let e = m
+                .entry(format!("{:?}", status.code()))
+                .or_insert_with(|| (0, status.message().to_string()));
+            e.0 += 1;
+        }
+    }
+}
+
+/// One node's connections.
+pub struct NodeConns {
+    conns: Vec<(TxServiceClient<Channel>, Arc<Semaphore>)>,
+}
+
+impl NodeConns {
+    /// Wraps connected channels to one node.
+    pub fn new(channels: Vec<Channel>) -> NodeConns {
+        NodeConns {
+            conns: channels
+                .into_iter()
+                .map(|c| {
+                    (
+                        TxServiceClient::new(c),
+                        Arc::new(Semaphore::new(INFLIGHT_PER_CONN)),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Offers the pool over `nodes` for `spec.duration`, starting at `state.t0`.
+/// Returns when the window ends or the pool is used up; answers still arriving
+/// are counted by the tasks that wait for them.
+pub async fn offer(
+    pool: Arc<PreSigned>,
+    nodes: Arc<Vec<NodeConns>>,
+    spec: &LoadSpec,
+    state: Arc<LoadState>,
+) -> usize {
+    let n = nodes.len().max(1);
+    let total = pool.txs.len();
+    let mut next = 0usize;
+    let tick = Duration::from_millis(1);
+    loop {
+        let elapsed = state.t0.elapsed();
+        if elapsed >= spec.duration || next >= total {
+            break;
+        }
+        let due = match spec.rate {
+            Some(r) => ((r * elapsed.as_secs_f64()) as usize).min(total),
+            None => total,
+        };
+        while next < due {
+            let account = pool.account_of(next);
+            let node = &nodes[account % n];
+            let (client, sem) = &node.conns[(account / n) % node.conns.len()];
+            let permit = if spec.rate.is_some() {
+                match sem.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    // The window is full: offer the rest when answers free it.
+                    Err(_) => break,
+                }
+            } else {
+                match tokio::time::timeout(
+                    spec.duration.saturating_sub(state.t0.elapsed()),
+                    sem.clone().acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(p)) => p,
+                    _ => break,
+                }
+            };
+            let i = next;
+            next += 1;
+            let tx = pool.txs[i].clone();
+            let mut client = client.clone();
+            let st = state.clone();
+            st.sent_at[i].store(st.t0.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
+            st.sent.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let r = client
+                    .submit(pb::SubmitRequest {
+                        tx,
+                        mode: pb::SubmitMode::Accepted as i32,
+                    })
+                    .await;
+                drop(permit);
+                match r {
+                    Ok(_) => {
+                        st.accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(s) => st.refuse(&s),
+                }
+            });
+            if spec.rate.is_none() && state.t0.elapsed() >= spec.duration {
+                break;
+            }
+        }
+        if spec.rate.is_some() || next < due {
+            tokio::time::sleep(tick).await;
+        }
+    }
+    next
+}

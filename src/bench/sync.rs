@@ -1,0 +1,266 @@
+//! The `sync` and `catchup` scenarios: how fast a new member follows the tip,
+//! by state sync, by replaying every block from genesis, and by block sync of
+//! a long chain.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::pool::{PoolSpec, accounts_for, presign};
+use super::resources::Tracker;
+use super::throughput::{base_report, drive, setup, summarize};
+use super::{BenchConfig, BenchError, Report, Target};
+use crate::client::Client;
+use crate::pb;
+
+/// Snapshot every this many blocks in the `sync` scenario.
+const SNAPSHOT_INTERVAL: u64 = 100;
+
+fn local_validators(cfg: &BenchConfig) -> Result<usize, BenchError> {
+    match &cfg.target {
+        Target::Local { validators, .. } => Ok(*validators),
+        Target::Remote { .. } => Err(BenchError::Usage(format!(
+            "the {} scenario starts its own joiners: use --local N",
+            cfg.scenario.name()
+        ))),
+    }
+}
+
+/// The newest snapshot height node `addr` offers.
+async fn newest_snapshot(addr: &str) -> Option<u64> {
+    let c = Client::connect(addr).await.ok()?;
+    let mut s = pb::sync_service_client::SyncServiceClient::new(c.channel());
+    let r = s.list_snapshots(pb::ListSnapshotsRequest {}).await.ok()?;
+    r.into_inner().snapshots.iter().map(|s| s.height).max()
+}
+
+/// Starts member `i` and waits until it follows the tip of validator 0 (in
+/// consensus, at most one height behind); returns the seconds that took and
+/// its peak memory (MB).
+async fn time_join(
+    d: &mut super::throughput::Driven,
+    i: usize,
+    timeout: Duration,
+    progress: bool,
+) -> Result<(f64, f64), BenchError> {
+    let net = d
+        .local
+        .as_mut()
+        .ok_or_else(|| BenchError::Usage("joiners need a local network".into()))?;
+    let name = net.nodes[i].name.clone();
+    let addr = net.nodes[i].grpc.clone();
+    let tip_addr = net.nodes[0].grpc.clone();
+    let started = Instant::now();
+    net.start(i)?;
+    let mut tracker = Tracker::new(name.clone(), net.probe(i));
+    let tip = Client::connect(&tip_addr).await?;
+    let mut joiner: Option<Client> = None;
+    let mut last_print = Instant::now();
+    loop {
+        tracker.poll().await;
+        if let Some(why) = net.exited(i) {
+            return Err(BenchError::Node(why));
+        }
+        if joiner.is_none() {
+            joiner = Client::connect(&addr).await.ok();
+        }
+        if let Some(j) = &joiner {
+            if let (Ok(js), Ok(ts)) = (j.status().await, tip.status().await) {
+                if progress && last_print.elapsed() >= Duration::from_secs(2) {
+                    eprintln!(
+                        "[{:>6.1}s] {name}: {} at height {} of {}",
+                        started.elapsed().as_secs_f64(),
+                        js.sync_phase,
+                        js.height,
+                        ts.height
+                    );
+                    last_print = Instant::now();
+                }
+                if js.sync_phase == "consensus" && js.height > 0 && js.height + 1 >= ts.height {
+                    let secs = started.elapsed().as_secs_f64();
+                    tracker.poll().await;
+                    net.stop(i);
+                    return Ok((secs, tracker.usage().rss_mb_max));
+                }
+            }
+        }
+        if started.elapsed() > timeout {
+            net.stop(i);
+            return Err(BenchError::Node(format!(
+                "{name} did not reach the tip within {}s; see {}",
+                timeout.as_secs(),
+                net.log_path(i).display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Builds a chain whose state holds `cfg.entries` entries of about
+/// `cfg.tx_bytes` bytes (one record per transaction), then times a joiner by
+/// state sync and a joiner by block replay from genesis.
+pub async fn run_sync(cfg: &BenchConfig) -> Result<Report, BenchError> {
+    let validators = local_validators(cfg)?;
+    let count = cfg.entries as usize;
+    let accounts = accounts_for(count);
+    let mut d = setup(
+        cfg,
+        accounts,
+        2,
+        |s| {
+            // Blocks without transactions come slowly, so that the joiners chase
+            // a tip that moves little once the state is built.
+            s.consensus.empty_block_interval_ms = 100;
+        },
+        |i, c| {
+            c.sync.snapshot_interval = SNAPSHOT_INTERVAL;
+            c.sync.snapshot_keep = 2;
+            if i == validators {
+                c.sync.state_sync = true;
+            }
+        },
+    )
+    .await?;
+    // The joiners ask the validators' gRPC servers.
+    if let Some(net) = d.local.as_ref() {
+        let servers = d.grpc.clone();
+        for i in validators..validators + 2 {
+            let path = crate::config::Home::new(&net.nodes[i].home).config();
+            let mut c = crate::config::NodeConfig::load(&path)
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
+            c.sync.rpc_servers = servers.clone();
+            std::fs::write(&path, c.to_commented_toml())
+                .map_err(|e| BenchError::Setup(format!("writing {}: {e}", path.display())))?;
+        }
+    }
+    if cfg.progress {
+        eprintln!(
+            "signing {count} transactions of {} bytes from {accounts} accounts",
+            cfg.tx_bytes
+        );
+    }
+    let spec = PoolSpec {
+        chain_id: d.chain_id.clone(),
+        count,
+        tx_bytes: cfg.tx_bytes,
+        distinct_records: true,
+    };
+    let keys = d.keys.clone();
+    let pool = tokio::task::spawn_blocking(move || presign(&spec, &keys, 0))
+        .await
+        .map_err(|e| BenchError::Setup(format!("signing failed: {e}")))?;
+    if cfg.progress {
+        eprintln!("building the state: {count} records at the highest rate");
+    }
+    let build_started = Instant::now();
+    let w = drive(
+        &mut d,
+        Some(Arc::new(pool)),
+        None,
+        cfg.join_timeout,
+        Duration::from_secs(60),
+        cfg.connections,
+        cfg.progress,
+    )
+    .await?;
+    let build_s = build_started.elapsed().as_secs_f64();
+    let mut r = base_report(cfg, validators, &d.timeouts);
+    summarize(&mut r, &w, w.elapsed, &d.trackers);
+    let built_height = w.observed.height();
+    r.entries = Some(w.observed.committed_pool + accounts as u64);
+    r.build_s = Some(build_s);
+    if w.observed.committed_pool < count as u64 {
+        r.notes.push(format!(
+            "only {} of {count} records were committed",
+            w.observed.committed_pool
+        ));
+    }
+    // A snapshot that holds the whole state.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if newest_snapshot(&d.grpc[0])
+            .await
+            .is_some_and(|h| h >= built_height)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Node(format!(
+                "no snapshot at or above height {built_height} within 600s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if cfg.progress {
+        eprintln!("state built at height {built_height}; joining by state sync");
+    }
+    let (ss, ss_rss) = time_join(&mut d, validators, cfg.join_timeout, cfg.progress).await?;
+    r.state_sync_s = Some(ss);
+    r.rss_mb_max = ss_rss;
+    if cfg.progress {
+        eprintln!("state sync: {ss:.1}s; joining by replay from genesis");
+    }
+    match time_join(&mut d, validators + 1, cfg.join_timeout, cfg.progress).await {
+        Ok((rp, rp_rss)) => {
+            r.replay_s = Some(rp);
+            r.replay_rss_mb_max = Some(rp_rss);
+            r.speedup = Some(rp / ss.max(1e-9));
+        }
+        Err(e) => r.notes.push(format!("replay joiner: {e}")),
+    }
+    Ok(r)
+}
+
+/// Lets the validators decide `cfg.blocks` (empty) blocks, then times a new
+/// member's block sync to the tip.
+pub async fn run_catchup(cfg: &BenchConfig) -> Result<Report, BenchError> {
+    let validators = local_validators(cfg)?;
+    let mut d = setup(cfg, 0, 1, |_| {}, |_, _| {}).await?;
+    if cfg.progress {
+        eprintln!("waiting for {} blocks", cfg.blocks);
+    }
+    let started = Instant::now();
+    let w = {
+        let tip = Client::connect(&d.grpc[0]).await?;
+        let mut last_print = Instant::now();
+        loop {
+            let h = tip.status().await?.height;
+            if h >= cfg.blocks {
+                break started.elapsed();
+            }
+            if cfg.progress && last_print.elapsed() >= Duration::from_secs(5) {
+                eprintln!(
+                    "[{:>6.1}s] height {h} ({:.0} blocks/s)",
+                    started.elapsed().as_secs_f64(),
+                    h as f64 / started.elapsed().as_secs_f64()
+                );
+                last_print = Instant::now();
+            }
+            if started.elapsed() > cfg.join_timeout {
+                return Err(BenchError::Node(format!(
+                    "only {h} blocks after {}s",
+                    cfg.join_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let mut r = base_report(cfg, validators, &d.timeouts);
+    r.duration_s = w.as_secs_f64();
+    let target = Client::connect(&d.grpc[0]).await?.status().await?.height;
+    r.blocks_per_s = target as f64 / w.as_secs_f64();
+    for t in d.trackers.iter_mut() {
+        t.poll().await;
+    }
+    let (secs, rss) = time_join(&mut d, validators, cfg.join_timeout, cfg.progress).await?;
+    // The joiner follows the tip, which kept moving: count what it reached.
+    r.catchup_blocks = Some(target);
+    r.catchup_s = Some(secs);
+    r.catchup_blocks_per_s = Some(target as f64 / secs);
+    r.node_usage = d.trackers.iter().map(Tracker::usage).collect();
+    r.rss_mb_max = rss;
+    r.notes.push(format!(
+        "rss_mb_max is the joiner's; the validators built {target} blocks at {:.0} blocks/s",
+        r.blocks_per_s
+    ));
+    Ok(r)
+}
