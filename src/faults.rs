@@ -28,6 +28,12 @@ pub struct Faults {
     /// Every gossip tick, valid-looking garbage to every peer: votes with bad
     /// signatures and frames that do not decode.
     pub garbage_frames: bool,
+    /// Every gossip tick, a frame of transactions that do not decode to every
+    /// peer.
+    pub flood_txs: bool,
+    /// The honest side of a flood measurement: misbehaving peers are scored
+    /// but never banned, so that a flood lasts.
+    pub never_ban: bool,
 }
 
 impl Faults {
@@ -54,6 +60,8 @@ impl Faults {
                 "withhold-blocks" => f.withhold_blocks = true,
                 "flood-votes" => f.flood_votes = true,
                 "garbage-frames" => f.garbage_frames = true,
+                "flood-txs" => f.flood_txs = true,
+                "never-ban" => f.never_ban = true,
                 "" => {}
                 other => tracing::warn!(fault = other, "unknown fault ignored"),
             }

@@ -203,3 +203,82 @@ async fn n4f1_byzantine_validator_is_recorded_and_cut_off() {
     let hashes: HashSet<_> = all.iter().map(|(_, e)| e.hash()).collect();
     assert_eq!(hashes.len(), all.len(), "evidence committed twice: {all:?}");
 }
+
+/// Resident memory of a process in KiB, from `/proc/PID/status`.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A measurement, not a check of speed: validator 3 floods its peers with
+/// far-future votes and undecodable transactions for a minute while validator
+/// 0, which scores it but never bans it (so the flood lasts), is sampled every
+/// second. Its resident memory must stay flat: every queue between the network
+/// and the node is bounded and the excess is dropped.
+///
+/// `cargo test --test byzantine -- --ignored --nocapture flood_rss`
+/// (`CONSORT_FLOOD_SECS` changes the minute; `CONSORT_FLOOD_FAULTS=""` runs the
+/// same without a flood, for a baseline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: about 80 s"]
+async fn flood_rss() {
+    let secs: u64 = std::env::var("CONSORT_FLOOD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let mut c = Cluster::generate(4, 0, 7);
+    c.set_env(0, "CONSORT_FAULTS", "never-ban");
+    // CONSORT_FLOOD_FAULTS="" gives the baseline: the same run without a flood.
+    let faults =
+        std::env::var("CONSORT_FLOOD_FAULTS").unwrap_or_else(|_| "flood-votes,flood-txs".into());
+    c.set_env(FAULTY, "CONSORT_FAULTS", &faults);
+    c.start(0);
+    c.start(1);
+    c.start(2);
+    assert!(c.wait_height(&HONEST, 3, LONG).await, "{}", c.logs());
+    let pid = c.pid(0).expect("pid");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = rss_kib(pid).expect("rss");
+    c.start(FAULTY);
+    let h0 = c.height(0).await.unwrap_or(0);
+    let mut samples = Vec::new();
+    for _ in 0..secs {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        samples.push(rss_kib(pid).expect("node 0 died under the flood"));
+    }
+    let h1 = c.height(0).await.unwrap_or(0);
+    let consensus_in = c
+        .metric(0, "consort_p2p_messages_in_total{channel=\"consensus\"}")
+        .await;
+    let limited = c
+        .metric(0, "consort_p2p_rate_limited_total{channel=\"consensus\"}")
+        .await;
+    let mempool_in = c
+        .metric(0, "consort_p2p_messages_in_total{channel=\"mempool\"}")
+        .await;
+    let mempool_limited = c
+        .metric(0, "consort_p2p_rate_limited_total{channel=\"mempool\"}")
+        .await;
+    let bad = c.metric(0, "consort_bad_peer_messages_total").await;
+    let start = samples[0];
+    let max = samples.iter().copied().max().unwrap_or(0);
+    let end = samples[samples.len() - 1];
+    println!(
+        "flood_rss: faults of validator 3 {faults:?}; {secs} s; node 0 VmRSS before {before} KiB, first second {start} KiB, max {max} KiB, end {end} KiB"
+    );
+    println!("flood_rss: samples (KiB) {samples:?}");
+    println!(
+        "flood_rss: heights {h0} -> {h1}; consensus messages in {consensus_in:?}, rate-limited {limited:?}; mempool frames in {mempool_in:?}, rate-limited {mempool_limited:?}; penalties {bad:?}"
+    );
+    assert!(h1 > h0, "node 0 stopped committing under the flood");
+    assert!(
+        max < 2 * before + 64 * 1024,
+        "resident memory grew under the flood: {before} KiB -> max {max} KiB"
+    );
+}

@@ -605,3 +605,26 @@ async fn read_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod rate_tests {
+    use std::time::{Duration, Instant};
+
+    use super::RateLimit;
+
+    #[test]
+    fn bursts_twice_the_rate_then_refills() {
+        let t0 = Instant::now();
+        let mut l = RateLimit::new(10, t0);
+        let allowed = (0..100).filter(|_| l.allow(t0)).count();
+        assert_eq!(allowed, 20);
+        // Half a second brings five more.
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!((0..100).filter(|_| l.allow(t1)).count(), 5);
+        // Never more than the burst, however long the pause.
+        let t2 = t1 + Duration::from_secs(3600);
+        assert_eq!((0..100).filter(|_| l.allow(t2)).count(), 20);
+        let mut none = RateLimit::new(0, t0);
+        assert!((0..10_000).all(|_| none.allow(t0)));
+    }
+}

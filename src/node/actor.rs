@@ -26,6 +26,9 @@ use crate::net::{NetEvents, NetMessage, Network, PeerEvent};
 use crate::storage::{SigningStateFile, WalEntry};
 use crate::types::{Block, BlockId, Commit, Evidence, Hash, Height, PublicKey, Round, Timestamp};
 
+/// Gossiped transaction batches checked at once, off the actor's thread.
+pub const MAX_ADMISSION_JOBS: usize = 4;
+
 /// Blocks between two checkpoints of the application state.
 const CHECKPOINT_EVERY: u64 = 100;
 
@@ -147,7 +150,11 @@ pub struct Actor {
     pub(super) waiting_start: Option<Height>,
     /// Transaction intake shared with the gRPC service.
     pub(super) txpool: Arc<super::txpool::TxPool>,
-    /// Peers that gossiped invalid transactions, reported by admission jobs.
+    /// Admission jobs of gossiped transactions in flight (at most
+    /// [`MAX_ADMISSION_JOBS`]).
+    pub(super) admissions: Arc<tokio::sync::Semaphore>,
+    /// Peers that gossiped invalid transactions, reported by admission jobs
+    /// (at most one report per job in flight).
     pub(super) bad_tx_tx: mpsc::UnboundedSender<(PublicKey, usize)>,
     pub(super) bad_tx_rx: mpsc::UnboundedReceiver<(PublicKey, usize)>,
     /// Takes snapshots every so many blocks.
@@ -200,7 +207,12 @@ impl Actor {
                 }
                 Some(ev) = events.peers.recv() => self.on_peer_event(ev),
                 _ = gossip.tick() => self.gossip_tick(),
-                Some((peer, msg)) = events.mempool.recv() => self.on_mempool_msg(peer, msg),
+                // At most MAX_ADMISSION_JOBS gossiped batches are checked at once;
+                // beyond, the mempool queue is not read and QUIC flow control
+                // holds the peers back, instead of admission jobs piling up.
+                Some((peer, msg)) = events.mempool.recv(), if self.admissions.available_permits() > 0 => {
+                    self.on_mempool_msg(peer, msg);
+                }
                 _ = txpool.arrived(), if self.waiting_start.is_some() => {
                     if let Some(h) = self.waiting_start {
                         self.try_start_height(h, false);
@@ -593,7 +605,7 @@ impl Actor {
         } else {
             tracing::debug!(peer = %peer.short(), score, reason, "bad message from peer");
         }
-        if score >= f64::from(BAN_SCORE) {
+        if score >= f64::from(BAN_SCORE) && !self.faults.never_ban {
             p.score = 0.0;
             self.metrics.peers_banned.inc();
             warn!(peer = %peer, score, reason, ban_secs = BAN_TIME.as_secs(), "misbehaviour score past the threshold: banning peer");
@@ -652,7 +664,17 @@ impl Actor {
                     return;
                 }
                 if vote.height == h {
-                    self.wal(WalEntry::Vote(vote.clone()));
+                    // Logged once per validator and slot: a re-sent vote, or the
+                    // thousandth conflicting one of an equivocator, does not make
+                    // the WAL grow (the core keeps no more of them either).
+                    let held = self
+                        .core
+                        .votes(vote.round, vote.vote_type)
+                        .iter()
+                        .any(|v| v.validator == vote.validator);
+                    if !held {
+                        self.wal(WalEntry::Vote(vote.clone()));
+                    }
                 } else {
                     self.nudge(vote.height);
                 }
@@ -694,10 +716,16 @@ impl Actor {
             return;
         }
         if proposal.height == h {
-            self.wal(WalEntry::Proposal {
-                proposal: proposal.clone(),
-                block: (*block).clone(),
-            });
+            // The core keeps one proposal per round: log only that one, not
+            // re-sent copies or a Byzantine proposer's conflicting blocks.
+            if self.core.proposal(proposal.round).is_none()
+                && proposal.proposer == self.core.proposer(proposal.round)
+            {
+                self.wal(WalEntry::Proposal {
+                    proposal: proposal.clone(),
+                    block: (*block).clone(),
+                });
+            }
         } else {
             self.nudge(proposal.height);
         }

@@ -275,3 +275,125 @@ impl BlockRules {
         Ok(exec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::ledger::Ledger;
+    use crate::storage::{BlockStore, EvidenceStore, MemStore};
+    use crate::types::{DuplicateVote, Keypair, Round, Validator, Vote, VoteType};
+
+    const CHAIN: &str = "c";
+
+    fn keys() -> Vec<Keypair> {
+        (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect()
+    }
+
+    /// Rules over a fresh store and ledger, and the store.
+    fn rules() -> (BlockRules, MemStore) {
+        let set = ValidatorSet::new(
+            keys()
+                .iter()
+                .map(|k| Validator {
+                    public_key: k.public(),
+                    power: 1,
+                    name: String::new(),
+                })
+                .collect(),
+        )
+        .unwrap();
+        let store = MemStore::new();
+        let app = Ledger::open(CHAIN, store.state_backend(), &[]).unwrap();
+        let rules = BlockRules::new(
+            CHAIN.into(),
+            Arc::new(set),
+            Timestamp(1_000),
+            1 << 20,
+            1000,
+            Arc::new(store.clone()),
+            Arc::new(app),
+        );
+        (rules, store)
+    }
+
+    /// Builds, checks and commits the block at `height` with `evidence`, as a
+    /// node does, indexing its evidence.
+    fn commit_next(rules: &BlockRules, store: &MemStore, height: u64, evidence: Vec<Evidence>) {
+        let h = Height(height);
+        let (block, exec) = rules
+            .build(h, keys()[0].public(), vec![], evidence.clone())
+            .unwrap();
+        assert_eq!(block.evidence, evidence, "build dropped evidence");
+        rules.validate(h, &block).unwrap();
+        let id = block.id();
+        let votes: Vec<Vote> = keys()
+            .iter()
+            .map(|k| {
+                Vote::new_signed(
+                    k,
+                    CHAIN,
+                    VoteType::Precommit,
+                    h,
+                    Round(0),
+                    Some(id),
+                    Timestamp(2_000 + height),
+                )
+            })
+            .collect();
+        let commit = Commit::from_precommits(h, Round(0), id, &votes);
+        store.append(&block, &commit, &[]).unwrap();
+        rules.app.commit(&exec).unwrap();
+        store.index_evidence(h, &block.evidence).unwrap();
+    }
+
+    fn equivocation(height: u64) -> Evidence {
+        let k = &keys()[3];
+        let v = |id: &[u8]| {
+            Vote::new_signed(
+                k,
+                CHAIN,
+                VoteType::Prevote,
+                Height(height),
+                Round(0),
+                Some(Hash::digest(id)),
+                Timestamp(0),
+            )
+        };
+        Evidence::DuplicateVote(DuplicateVote::new(v(b"a"), v(b"b")).unwrap())
+    }
+
+    #[test]
+    fn a_block_may_carry_evidence_only_once() {
+        let (rules, store) = rules();
+        commit_next(&rules, &store, 1, vec![]);
+        let ev = equivocation(1);
+        commit_next(&rules, &store, 2, vec![ev.clone()]);
+
+        // A proposer that offers it again leaves it out of its block...
+        let (block, _) = rules
+            .build(Height(3), keys()[0].public(), vec![], vec![ev.clone()])
+            .unwrap();
+        assert!(block.evidence.is_empty());
+        // ...and a block that repeats it is invalid (its validators prevote nil).
+        let mut repeat = block.clone();
+        repeat.evidence = vec![ev.clone()];
+        repeat.header.evidence_hash = Block::evidence_hash_of(&repeat.evidence);
+        let err = rules.validate(Height(3), &repeat).unwrap_err();
+        assert!(err.reason.contains("already committed"), "{err}");
+        // The same block without it is fine.
+        rules.validate(Height(3), &block).unwrap();
+
+        // Listed twice in one block, or with a forged signature: invalid too.
+        let fresh = equivocation(2);
+        let mut twice = block.clone();
+        twice.evidence = vec![fresh.clone(), fresh.clone()];
+        twice.header.evidence_hash = Block::evidence_hash_of(&twice.evidence);
+        assert!(rules.validate(Height(3), &twice).is_err());
+        let Evidence::DuplicateVote(mut forged) = fresh;
+        forged.second.signature = forged.first.signature;
+        let mut bad = block;
+        bad.evidence = vec![Evidence::DuplicateVote(forged)];
+        bad.header.evidence_hash = Block::evidence_hash_of(&bad.evidence);
+        assert!(rules.validate(Height(3), &bad).is_err());
+    }
+}

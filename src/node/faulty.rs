@@ -11,7 +11,9 @@ use crate::net::{Channel, NetMessage};
 use crate::types::{Block, Hash, Height, Keypair, Proposal, Round, Signature, Vote};
 
 /// Far-future votes sent to each peer per gossip tick.
-const FLOOD_BURST: u64 = 200;
+const FLOOD_BURST: u64 = 1000;
+/// Transactions per garbage mempool frame.
+const FLOOD_TXS: usize = 256;
 
 impl Actor {
     /// The key the misbehaviours sign with, if one is switched on.
@@ -96,6 +98,17 @@ impl Actor {
             if let Some(key) = self.fault_key().cloned() {
                 self.fault_tick = self.fault_tick.wrapping_add(1);
                 let base = self.fault_tick.wrapping_mul(FLOOD_BURST);
+                // One real signature per tick, copied onto the rest: far-future
+                // votes are dropped before any signature check anyway.
+                let template = Vote::new_signed(
+                    &key,
+                    self.rules.chain_id(),
+                    crate::types::VoteType::Prevote,
+                    Height(h.0 + 1_000 + base),
+                    Round(0),
+                    None,
+                    super::now_ms(),
+                );
                 for i in 0..FLOOD_BURST {
                     let n = base.wrapping_add(i);
                     // Far-future heights, and far-future rounds of our height.
@@ -104,18 +117,24 @@ impl Actor {
                     } else {
                         (h, Round(1_000 + (n % 1_000_000) as u32))
                     };
-                    let vote = Vote::new_signed(
-                        &key,
-                        self.rules.chain_id(),
-                        crate::types::VoteType::Prevote,
+                    let vote = Vote {
                         height,
                         round,
-                        Some(Hash::digest(&n.to_be_bytes())),
-                        super::now_ms(),
-                    );
+                        block_id: Some(Hash::digest(&n.to_be_bytes())),
+                        ..template.clone()
+                    };
                     self.net.broadcast(NetMessage::Vote(vote));
                 }
             }
+        }
+        if self.faults.flood_txs {
+            let n = self.fault_tick;
+            let txs = (0..FLOOD_TXS)
+                .map(|i| {
+                    bytes::Bytes::from(format!("not a transaction {n} {i} {}", "x".repeat(200)))
+                })
+                .collect();
+            self.net.broadcast(NetMessage::Txs(txs));
         }
         if self.faults.garbage_frames {
             self.fault_tick = self.fault_tick.wrapping_add(1);

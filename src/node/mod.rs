@@ -470,6 +470,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         decided_round: None,
         waiting_start: None,
         txpool: txpool.clone(),
+        admissions: Arc::new(tokio::sync::Semaphore::new(actor::MAX_ADMISSION_JOBS)),
         bad_tx_tx,
         bad_tx_rx,
         snapshotter,

@@ -35,7 +35,12 @@ impl Actor {
         let relay = self.rules.validators().get(&peer).is_none();
         let pool = self.txpool.clone();
         let bad = self.bad_tx_tx.clone();
+        // The run loop reads this queue only while a permit is free.
+        let Ok(permit) = self.admissions.clone().try_acquire_owned() else {
+            return;
+        };
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let invalid = pool.submit_from_peer(txs, relay);
             if invalid > 0 {
                 let _ = bad.send((peer, invalid));

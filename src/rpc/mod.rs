@@ -9,7 +9,6 @@ mod tx_service;
 use std::future::Future;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use node_service::{NodeApi, resolve_height, storage_status};
 pub use query_service::{QueryApi, proof_to_proto};
@@ -65,7 +64,103 @@ pub struct Services {
     pub sync: SyncApi,
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Client connections served at once; more are closed on accept (and logged).
+pub const MAX_CONNECTIONS: usize = 256;
+/// Requests one client connection may have in progress at once; more wait.
+pub const MAX_CONCURRENT_PER_CONNECTION: usize = 32;
+/// HTTP/2 streams one client connection may open at once (streaming
+/// subscriptions included).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+/// Largest response (a light block, a stream item, a snapshot chunk).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A client connection holding one of the [`MAX_CONNECTIONS`] slots until it
+/// closes.
+struct Limited {
+    io: tokio::net::TcpStream,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tonic::transport::server::Connected for Limited {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for Limited {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Limited {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Accepted connections, at most `max` open at once: a connection beyond is
+/// closed at once, so that a client opening connections in a loop cannot make
+/// the node hold unboundedly many.
+fn limited_incoming(
+    listener: TcpListener,
+    max: usize,
+) -> impl futures::Stream<Item = std::io::Result<Limited>> {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max));
+    futures::stream::unfold((listener, slots), move |(listener, slots)| async move {
+        loop {
+            let (io, addr) = match listener.accept().await {
+                Ok(c) => c,
+                // A failed accept (out of descriptors, a reset connection) is
+                // not the end of the server.
+                Err(e) => {
+                    tracing::warn!(error = %e, "gRPC accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let _ = io.set_nodelay(true);
+                    return Some((Ok(Limited { io, _slot: slot }), (listener, slots)));
+                }
+                Err(_) => {
+                    tracing::warn!(client = %addr, max, "too many gRPC connections; closing this one");
+                    drop(io);
+                }
+            }
+        }
+    })
+}
+
+/// Serves the API on `listener` until `shutdown` completes. Every client is
+/// bounded: [`MAX_CONNECTIONS`] connections, [`MAX_CONCURRENT_PER_CONNECTION`]
+/// requests in progress and [`MAX_STREAMS_PER_CONNECTION`] streams per
+/// connection, requests of `max_request_bytes`.
 pub async fn serve(
     listener: TcpListener,
     services: Services,
@@ -89,7 +184,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1();
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(MAX_CONCURRENT_PER_CONNECTION)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
     let router = builder
         .add_service(health_service)
         .add_service(
@@ -107,7 +206,7 @@ pub async fn serve(
         .add_service(
             pb::sync_service_server::SyncServiceServer::new(services.sync)
                 .max_decoding_message_size(max_request_bytes)
-                .max_encoding_message_size(64 * 1024 * 1024),
+                .max_encoding_message_size(MAX_RESPONSE_BYTES),
         );
     let router = match reflection {
         Ok(r) => router.add_service(r),
@@ -117,6 +216,39 @@ pub async fn serve(
         }
     };
     router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(limited_incoming(listener, MAX_CONNECTIONS), shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt as _;
+    use tokio::io::AsyncReadExt as _;
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_are_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = Box::pin(limited_incoming(listener, 1));
+        let _first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let held = incoming.next().await.unwrap().unwrap();
+        // The second is accepted and closed while the first holds the slot.
+        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accept_more = tokio::spawn(async move {
+            let next = incoming.next().await;
+            (next.map(|r| r.is_ok()), incoming)
+        });
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), second.read(&mut buf))
+            .await
+            .expect("the second connection was not closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        // Once the first closes, a new connection is served.
+        drop(held);
+        let _third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (got, _incoming) = accept_more.await.unwrap();
+        assert_eq!(got, Some(true));
+    }
 }

@@ -134,6 +134,11 @@ impl Cluster {
         }
     }
 
+    /// The process id of node `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(Child::id)
+    }
+
     /// Whether node `i` still runs.
     pub fn is_running(&mut self, i: usize) -> bool {
         match self.children[i].as_mut() {
