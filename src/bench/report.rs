@@ -46,7 +46,8 @@ pub struct Report {
     pub nodes: usize,
     /// When the run started, seconds since the Unix epoch.
     pub started_unix: u64,
-    /// Consensus timeouts of a local network ("minimal", "default"), or "remote".
+    /// Consensus settings of a local network (timeouts, block size), or
+    /// "remote network".
     pub timeouts: String,
     /// Timed window, seconds.
     pub duration_s: f64,
@@ -125,7 +126,7 @@ impl Report {
         let mut rows: Vec<(String, String)> = vec![(
             "scenario".into(),
             format!(
-                "{} ({} nodes, {} timeouts)",
+                "{} ({} nodes, {})",
                 self.scenario, self.nodes, self.timeouts
             ),
         )];

@@ -65,11 +65,14 @@ pub async fn setup(
             s.consensus = consensus.clone();
             s.extra_accounts = accounts as u64;
             adjust(&mut s);
-            let timeouts = if s.consensus == crate::config::ConsensusConfig::default() {
-                "default"
+            let d = crate::config::ConsensusConfig::default();
+            let timeouts = if s.consensus.timeouts() == d.timeouts()
+                && s.consensus.commit_delay_ms == d.commit_delay_ms
+            {
+                "default timeouts".to_string()
             } else {
-                "minimal"
-            };
+                "minimal timeouts".to_string()
+            } + &format!(", max_block_txs {}", s.consensus.max_block_txs);
             let mut net = LocalNet::generate(&s, exe.clone(), *keep, edit)?;
             let idx: Vec<usize> = (0..*validators).collect();
             start_all(&mut net, idx.iter().copied())?;
@@ -85,7 +88,7 @@ pub async fn setup(
                 trackers,
                 chain_id: s.chain_id,
                 keys,
-                timeouts: timeouts.into(),
+                timeouts,
             })
         }
         Target::Remote {
@@ -136,7 +139,7 @@ pub async fn setup(
                 trackers,
                 chain_id,
                 keys,
-                timeouts: "remote".into(),
+                timeouts: "remote network".into(),
             })
         }
     }

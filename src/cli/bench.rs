@@ -74,6 +74,13 @@ pub struct BenchArgs {
     /// First port of a local network (node i uses base + 10 i).
     #[arg(long, default_value_t = 46000)]
     base_port: u16,
+    /// Binary the local nodes run (default: this one), to compare builds under
+    /// the same load generator.
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+    /// Most transactions per block of a local network (default: the config's).
+    #[arg(long)]
+    max_block_txs: Option<usize>,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -101,11 +108,17 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             Some(Some(v))
         }
     };
-    let consensus = match a.timeouts.as_str() {
+    let mut consensus = match a.timeouts.as_str() {
         "minimal" => minimal_timeouts(),
         "default" => ConsensusConfig::default(),
         t => bail!("--timeouts {t:?}: minimal or default"),
     };
+    if let Some(m) = a.max_block_txs {
+        if m == 0 {
+            bail!("--max-block-txs must be at least 1");
+        }
+        consensus.max_block_txs = m;
+    }
     let target = match (a.local, a.nodes.is_empty()) {
         (Some(n), true) => {
             if n == 0 {
@@ -113,7 +126,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
             }
             Target::Local {
                 validators: n,
-                exe: std::env::current_exe().context("finding the consort binary")?,
+                exe: match a.node_bin {
+                    Some(p) => p,
+                    None => std::env::current_exe().context("finding the consort binary")?,
+                },
                 dir: a.dir.unwrap_or_else(consort::bench::local::default_dir),
                 base_port: a.base_port,
                 keep: a.keep,

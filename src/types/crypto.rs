@@ -35,17 +35,26 @@ impl PublicKey {
             expected: 32,
             got: bytes.len(),
         })?;
+        if key_cache::get(&arr).is_some() {
+            return Ok(PublicKey { bytes: arr });
+        }
         let key = VerifyingKey::from_bytes(&arr).map_err(|_| TypesError::InvalidKey)?;
         if key.is_weak() || key.to_bytes() != arr {
             return Err(TypesError::InvalidKey);
         }
+        key_cache::put(arr, key);
         Ok(PublicKey { bytes: arr })
     }
 
     /// The decompressed key. Cannot fail for a key built by [`PublicKey::from_bytes`];
     /// the error path exists only so no code here can panic.
     fn verifying_key(&self) -> Result<VerifyingKey, TypesError> {
-        VerifyingKey::from_bytes(&self.bytes).map_err(|_| TypesError::InvalidKey)
+        if let Some(k) = key_cache::get(&self.bytes) {
+            return Ok(k);
+        }
+        let k = VerifyingKey::from_bytes(&self.bytes).map_err(|_| TypesError::InvalidKey)?;
+        key_cache::put(self.bytes, k);
+        Ok(k)
     }
 
     /// The 32 encoded bytes.
@@ -129,6 +138,45 @@ impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PublicKey, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Keys already checked, with their decompressed points. Decompressing a key
+/// (a field square root) and checking that its encoding is canonical (a field
+/// inversion) cost about half a signature check, and a key was decompressed
+/// every time a transaction was decoded and again when its signature was
+/// checked; a chain sees the same senders and validators over and over. Only
+/// keys that passed every check of [`PublicKey::from_bytes`] (or derived from a
+/// secret key) are stored, so a hit means exactly what a fresh check would.
+mod key_cache {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    use ed25519_dalek::VerifyingKey;
+
+    /// Entries held (about 230 bytes each: at most ~15 MB). When full the
+    /// cache starts over: simple, bounded, and the working set refills it.
+    const MAX_KEYS: usize = 1 << 16;
+
+    fn map() -> &'static Mutex<HashMap<[u8; 32], VerifyingKey>> {
+        static KEYS: OnceLock<Mutex<HashMap<[u8; 32], VerifyingKey>>> = OnceLock::new();
+        KEYS.get_or_init(|| Mutex::new(HashMap::new()))
+    }
+
+    pub(super) fn get(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+        map()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(bytes)
+            .copied()
+    }
+
+    pub(super) fn put(bytes: [u8; 32], key: VerifyingKey) {
+        let mut m = map().lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_KEYS {
+            m.clear();
+        }
+        m.insert(bytes, key);
     }
 }
 

@@ -129,8 +129,8 @@ impl CommittedState {
         let touched: BTreeSet<usize> = changes.keys().map(smt::bucket_of).collect();
         let mut buckets = BTreeMap::new();
         for b in touched {
-            let mut entries: BTreeMap<Hash, Entry> = self.backend.bucket(b)?.into_iter().collect();
             let lo = bucket_start(b);
+            let mut entries = self.bucket_entries(&g.top, b, &changes, &lo)?;
             for (kh, e) in changes
                 .range(lo..)
                 .take_while(|(kh, _)| smt::bucket_of(kh) == b)
@@ -153,6 +153,37 @@ impl CommittedState {
             buckets,
             root,
         })
+    }
+
+    /// The committed entries of bucket `b`, some of whose keys `changes` holds
+    /// (those from `lo` on). A range scan of the backend costs far more than a
+    /// point read (sled 1.0 builds an iterator over a whole leaf), and most
+    /// buckets hold at most one entry below a few hundred thousand entries: the
+    /// in-memory count tells when none is needed. With one entry, and one of
+    /// the changed keys present, that key is the bucket's only entry.
+    fn bucket_entries(
+        &self,
+        top: &TopTree,
+        b: usize,
+        changes: &BTreeMap<Hash, Option<Entry>>,
+        lo: &Hash,
+    ) -> Result<BTreeMap<Hash, Entry>, StateError> {
+        let count = top.bucket(b).count;
+        if count == 0 {
+            return Ok(BTreeMap::new());
+        }
+        if count == 1 {
+            for kh in changes
+                .range(*lo..)
+                .map(|(kh, _)| kh)
+                .take_while(|kh| smt::bucket_of(kh) == b)
+            {
+                if let Some(e) = self.backend.get(kh)? {
+                    return Ok(BTreeMap::from([(*kh, e)]));
+                }
+            }
+        }
+        Ok(self.backend.bucket(b)?.into_iter().collect())
     }
 
     /// Applies prepared changes as block `height`.
