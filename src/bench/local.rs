@@ -24,12 +24,12 @@ pub struct LocalNet {
 
 impl LocalNet {
     /// Generates the homes of `spec` (its `out` is cleared first) and lets
-    /// `edit` adjust each node's config (by index).
+    /// `edit` adjust each node's config (by index, knowing every node).
     pub fn generate(
         spec: &TestnetSpec,
         exe: PathBuf,
         keep: bool,
-        edit: impl Fn(usize, &mut NodeConfig),
+        edit: impl Fn(usize, &[NodeEntry], &mut NodeConfig),
     ) -> Result<LocalNet, BenchError> {
         if spec.out.exists() {
             std::fs::remove_dir_all(&spec.out)
@@ -41,7 +41,7 @@ impl LocalNet {
             let mut cfg = NodeConfig::load(&path).map_err(|e| BenchError::Setup(e.to_string()))?;
             // A benchmark's logs go to files; warnings are enough.
             cfg.log.level = "warn".into();
-            edit(i, &mut cfg);
+            edit(i, &nodes, &mut cfg);
             std::fs::write(&path, cfg.to_commented_toml())
                 .map_err(|e| BenchError::Setup(format!("writing {}: {e}", path.display())))?;
         }

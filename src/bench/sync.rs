@@ -33,8 +33,8 @@ async fn newest_snapshot(addr: &str) -> Option<u64> {
     r.into_inner().snapshots.iter().map(|s| s.height).max()
 }
 
-/// Starts member `i` and waits until it follows the tip of validator 0 (in
-/// consensus, at most one height behind); returns the seconds that took and
+/// Starts member `i` and waits until it follows the tip of validator 0 (done
+/// restoring, at most one height behind); returns the seconds that took and
 /// its peak memory (MB).
 async fn time_join(
     d: &mut super::throughput::Driven,
@@ -75,7 +75,9 @@ async fn time_join(
                     );
                     last_print = Instant::now();
                 }
-                if js.sync_phase == "consensus" && js.height > 0 && js.height + 1 >= ts.height {
+                // A member keeps following by block sync; a validator switches to
+                // consensus. Either way it has caught up when it holds the tip.
+                if js.sync_phase != "state_sync" && js.height > 0 && js.height + 1 >= ts.height {
                     let secs = started.elapsed().as_secs_f64();
                     tracker.poll().await;
                     net.stop(i);
@@ -111,27 +113,19 @@ pub async fn run_sync(cfg: &BenchConfig) -> Result<Report, BenchError> {
             // a tip that moves little once the state is built.
             s.consensus.empty_block_interval_ms = 100;
         },
-        |i, c| {
+        |i, nodes, c| {
             c.sync.snapshot_interval = SNAPSHOT_INTERVAL;
             c.sync.snapshot_keep = 2;
+            if i >= validators {
+                // The joiners ask the validators' gRPC servers.
+                c.sync.rpc_servers = nodes[..validators].iter().map(|n| n.grpc.clone()).collect();
+            }
             if i == validators {
                 c.sync.state_sync = true;
             }
         },
     )
     .await?;
-    // The joiners ask the validators' gRPC servers.
-    if let Some(net) = d.local.as_ref() {
-        let servers = d.grpc.clone();
-        for i in validators..validators + 2 {
-            let path = crate::config::Home::new(&net.nodes[i].home).config();
-            let mut c = crate::config::NodeConfig::load(&path)
-                .map_err(|e| BenchError::Setup(e.to_string()))?;
-            c.sync.rpc_servers = servers.clone();
-            std::fs::write(&path, c.to_commented_toml())
-                .map_err(|e| BenchError::Setup(format!("writing {}: {e}", path.display())))?;
-        }
-    }
     if cfg.progress {
         eprintln!(
             "signing {count} transactions of {} bytes from {accounts} accounts",
@@ -149,13 +143,15 @@ pub async fn run_sync(cfg: &BenchConfig) -> Result<Report, BenchError> {
         .await
         .map_err(|e| BenchError::Setup(format!("signing failed: {e}")))?;
     if cfg.progress {
-        eprintln!("building the state: {count} records at the highest rate");
+        eprintln!("building the state: {count} records");
     }
+    // As fast as possible unless --rate says otherwise.
+    let rate = cfg.rate.flatten();
     let build_started = Instant::now();
     let w = drive(
         &mut d,
         Some(Arc::new(pool)),
-        None,
+        rate,
         cfg.join_timeout,
         Duration::from_secs(60),
         cfg.connections,
@@ -214,7 +210,7 @@ pub async fn run_sync(cfg: &BenchConfig) -> Result<Report, BenchError> {
 /// member's block sync to the tip.
 pub async fn run_catchup(cfg: &BenchConfig) -> Result<Report, BenchError> {
     let validators = local_validators(cfg)?;
-    let mut d = setup(cfg, 0, 1, |_| {}, |_, _| {}).await?;
+    let mut d = setup(cfg, 0, 1, |_| {}, |_, _, _| {}).await?;
     if cfg.progress {
         eprintln!("waiting for {} blocks", cfg.blocks);
     }

@@ -50,7 +50,7 @@ pub async fn setup(
     accounts: usize,
     members: usize,
     adjust: impl FnOnce(&mut TestnetSpec),
-    edit: impl Fn(usize, &mut NodeConfig),
+    edit: impl Fn(usize, &[crate::testnet::NodeEntry], &mut NodeConfig),
 ) -> Result<Driven, BenchError> {
     match &cfg.target {
         Target::Local {
@@ -325,7 +325,8 @@ pub async fn drive(
             last_sent = sent;
             last_committed = committed;
         }
-        if elapsed < duration {
+        // The window ends at `duration`, or earlier once the whole pool is sent.
+        if elapsed < duration && (n == 0 || (sent as usize) < n) {
             continue;
         }
         let offered_done = offering.as_ref().is_none_or(|h| h.is_finished());
@@ -481,7 +482,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
         }
     };
     let accounts = if idle { 0 } else { accounts_for(count) };
-    let mut d = setup(cfg, accounts, 0, |_| {}, |_, _| {}).await?;
+    let mut d = setup(cfg, accounts, 0, |_| {}, |_, _, _| {}).await?;
     let pool = if idle {
         None
     } else {

@@ -29,7 +29,8 @@ pub struct BenchArgs {
     /// with (e.g. a devnet's clients/client0.json).
     #[arg(long)]
     fund_key: Option<PathBuf>,
-    /// Offered rate in tx/s, or "max" (default: by scenario).
+    /// Offered rate in tx/s, or "max" (default: by scenario; sync builds its
+    /// state at this rate).
     #[arg(long)]
     rate: Option<String>,
     /// Timed window in seconds.
