@@ -125,31 +125,46 @@ impl Actor {
                 }
             }
         } else if s.round == ours {
+            // The bitmaps say whose vote the peer holds, not which one: an
+            // equivocator's second vote may be the one a polka needs, so votes
+            // of validators that signed two are re-sent too (at the resend pace).
+            let resend = self.may_resend(peer, s);
             for (t, bits) in [
                 (VoteType::Prevote, &s.prevotes),
                 (VoteType::Precommit, &s.precommits),
             ] {
-                for v in self.core.votes(ours, t) {
+                let votes = self.core.votes(ours, t);
+                let mut seen = std::collections::HashSet::new();
+                let twice: std::collections::HashSet<PublicKey> = votes
+                    .iter()
+                    .filter(|v| !seen.insert(v.validator))
+                    .map(|v| v.validator)
+                    .collect();
+                for v in votes {
                     let missing = set
                         .index_of(&v.validator)
                         .is_some_and(|i| !has_bit(bits, i));
-                    if missing {
+                    if missing || (resend && twice.contains(&v.validator)) {
                         out.push(NetMessage::Vote(v.clone()));
                     }
                 }
             }
-            if !s.has_proposal && !self.withholds_blocks() && self.may_resend(peer, s) {
+            if resend && !self.withholds_blocks() {
                 if let Some((p, b)) = self.core.proposal(ours) {
-                    // A re-proposal is justified by the prevotes of its valid round (L28).
+                    // A re-proposal is justified by the prevotes of its valid
+                    // round (L28); the peer may hold the proposal and still lack
+                    // them (the status carries no bitmap of that round).
                     if let Some(vr) = p.pol_round {
                         for v in self.core.votes(vr, VoteType::Prevote) {
                             out.push(NetMessage::Vote(v.clone()));
                         }
                     }
-                    out.push(NetMessage::Proposal {
-                        proposal: p.clone(),
-                        block: b.clone(),
-                    });
+                    if !s.has_proposal {
+                        out.push(NetMessage::Proposal {
+                            proposal: p.clone(),
+                            block: b.clone(),
+                        });
+                    }
                 }
             }
         }
