@@ -33,11 +33,10 @@ use consort::app::ledger::{Action, Tx};
 use consort::client::Client;
 use consort::codec::Wire;
 use consort::config::{Home, read_key};
-use consort::consensus::SignedMessage;
 use consort::pb;
 use consort::pb::sync_service_client::SyncServiceClient;
 use consort::rpc::MAX_RANGE;
-use consort::storage::{BlockStore, SigningStateFile, SledStore, WalEntry, WalStore};
+use consort::storage::{BlockStore, SledStore};
 use consort::types::{Block, BlockId, Hash, Height, Keypair, PublicKey, Round, Vote, VoteType};
 use tokio::sync::Mutex;
 
@@ -120,33 +119,14 @@ async fn client_loop(
     }
 }
 
-/// Every vote a node holds: its commits from 1 to `to`, its WAL of the last
-/// heights, and its signing state.
+/// Every vote a node holds (see [`common::stored_votes`]); its blocks carry no
+/// evidence, since no validator here equivocates.
 fn votes_of(home: &Home, to: u64) -> Vec<Vote> {
-    let mut votes = Vec::new();
+    let votes = common::stored_votes(home, to);
     let store = SledStore::open(&home.data().join("db")).expect("open the node's store");
     for h in 1..=to {
-        if let Some(c) = store.commit(Height(h)).expect("commit") {
-            votes.extend(c.votes());
-        }
         if let Some(b) = store.block(Height(h)).expect("block") {
             assert!(b.evidence.is_empty(), "block {h} carries evidence");
-        }
-    }
-    for h in to.saturating_sub(2)..=to + 2 {
-        for e in store.wal_entries(Height(h)).expect("wal") {
-            if let WalEntry::Vote(v) = e {
-                votes.push(v);
-            }
-        }
-    }
-    if let Some(s) = SigningStateFile::new(home.signing_state())
-        .load()
-        .expect("signing state")
-    {
-        votes.extend(s.votes);
-        if let Some(SignedMessage::Vote(v)) = s.last_signed {
-            votes.push(v);
         }
     }
     votes

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use consort::config::Home;
-use consort::consensus::SignedMessage;
-use consort::storage::{BlockStore, SigningStateFile, SledStore, WalEntry, WalStore};
-use consort::types::{BlockId, Height, PublicKey, Round, Vote, VoteType};
+use consort::types::{BlockId, Height, PublicKey, Round, VoteType};
 
 const LONG: Duration = Duration::from_secs(180);
 const VICTIM: usize = 3;
@@ -127,35 +125,6 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Every vote the validator at `home` holds: its commits, its WAL of the last
-/// heights, its signing state.
-fn votes_of(home: &Home, to: u64) -> Vec<Vote> {
-    let mut votes = Vec::new();
-    let store = SledStore::open(&home.data().join("db")).expect("open the store");
-    for h in 1..=to {
-        if let Some(c) = store.commit(Height(h)).expect("commit") {
-            votes.extend(c.votes());
-        }
-    }
-    for h in to.saturating_sub(3)..=to + 2 {
-        for e in store.wal_entries(Height(h)).expect("wal") {
-            if let WalEntry::Vote(v) = e {
-                votes.push(v);
-            }
-        }
-    }
-    if let Some(s) = SigningStateFile::new(home.signing_state())
-        .load()
-        .expect("signing state")
-    {
-        votes.extend(s.votes);
-        if let Some(SignedMessage::Vote(v)) = s.last_signed {
-            votes.push(v);
-        }
-    }
-    votes
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn torn_files_are_recovered_or_refused_by_name_and_never_cause_a_double_sign() {
     let mut c = Cluster::generate(4, 0, 33);
@@ -233,7 +202,7 @@ async fn torn_files_are_recovered_or_refused_by_name_and_never_cause_a_double_si
             "node {i} saw an equivocation\n{}",
             c.logs()
         );
-        for v in votes_of(&Home::new(c.home(i)), top) {
+        for v in common::stored_votes(&Home::new(c.home(i)), top) {
             let slot = (v.validator, v.height, v.round, v.vote_type);
             let first = *slots.entry(slot).or_insert(v.block_id);
             assert_eq!(first, v.block_id, "double sign at {slot:?}");

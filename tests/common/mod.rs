@@ -260,3 +260,36 @@ pub async fn http_get(addr: &str, path: &str) -> Option<String> {
     let text = String::from_utf8_lossy(&out).into_owned();
     text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
 }
+
+/// Every vote the validator at `home` holds: its commits from 1 to `to`, its WAL
+/// of the last heights, and its signing state (the node must be stopped).
+pub fn stored_votes(home: &consort::config::Home, to: u64) -> Vec<consort::types::Vote> {
+    use consort::consensus::SignedMessage;
+    use consort::storage::{BlockStore, SigningStateFile, SledStore, WalEntry, WalStore};
+    use consort::types::Height;
+
+    let mut votes = Vec::new();
+    let store = SledStore::open(&home.data().join("db")).expect("open the node's store");
+    for h in 1..=to {
+        if let Some(c) = store.commit(Height(h)).expect("commit") {
+            votes.extend(c.votes());
+        }
+    }
+    for h in to.saturating_sub(3)..=to + 2 {
+        for e in store.wal_entries(Height(h)).expect("wal") {
+            if let WalEntry::Vote(v) = e {
+                votes.push(v);
+            }
+        }
+    }
+    if let Some(s) = SigningStateFile::new(home.signing_state())
+        .load()
+        .expect("signing state")
+    {
+        votes.extend(s.votes);
+        if let Some(SignedMessage::Vote(v)) = s.last_signed {
+            votes.push(v);
+        }
+    }
+    votes
+}
