@@ -103,13 +103,7 @@ impl Actor {
                 self.catchup
                     .received
                     .insert(h, ((*block).clone(), commit, peer));
-                let before = self.store.latest_height();
                 self.apply_received()?;
-                if self.store.latest_height() > before {
-                    // Keep the window full: waiting for the next gossip tick to
-                    // ask again would cap catch-up at a window per tick.
-                    self.request_blocks();
-                }
             }
             _ => self.penalize(&peer, 50, "message on the wrong channel"),
         }
