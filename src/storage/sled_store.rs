@@ -21,6 +21,12 @@
 //!   at open, to find the first and last heights.
 //! - A failed background flush aborts the process: flushes are explicit by
 //!   default, so that a failure is an error the node can stop on.
+//! - In sled's explicit-flush mode (`flush_every_ms(None)`) dropping any `Tree`
+//!   value flushes the whole database, fsync included, and every range
+//!   iterator holds a `Tree` clone: each scan cost a flush. The databases are
+//!   therefore opened in background mode with an interval that never elapses
+//!   ([`NEVER_MS`]): drops cost nothing, sled's thread flushes only when the
+//!   database closes, and every durable write still flushes explicitly.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -42,6 +48,11 @@ use super::kv_store::{KvStore, impl_store_traits};
 /// entry in memory per leaf, about one per two blocks here. The value is fixed
 /// when the database is created, so changing it needs a migration.
 const LEAF_FANOUT: usize = 4;
+
+/// The background-flush interval that stands for "never": sled's flusher waits
+/// with `recv_timeout`, which waits without a deadline when the interval
+/// overflows the clock.
+const NEVER_MS: usize = usize::MAX;
 
 /// Entries per leaf of the second database, which holds the application state,
 /// the transaction index and snapshots: many small entries written at random
@@ -94,9 +105,10 @@ pub(super) struct SledEngine<const F: usize> {
     /// last handle) flushes and closes the database.
     template: Mutex<(sled::Db<F>, Handles<F>)>,
     /// Handles not in use. It grows to the number of threads that ever used the
-    /// store at once and never shrinks: with explicit flushing sled flushes when a
-    /// handle drops, which would cost an fsync.
-    idle: Mutex<Vec<Handles<F>>>,
+    /// store at once and never shrinks, so that a clone is made rarely.
+    /// Boxed: a set is seven sled trees, hundreds of bytes, and moving it in
+    /// and out of the pool on every read showed in profiles as memcpy.
+    idle: Mutex<Vec<Box<Handles<F>>>>,
 }
 
 impl<const F: usize> SledEngine<F> {
@@ -120,7 +132,7 @@ impl<const F: usize> SledEngine<F> {
         };
         Ok(SledEngine {
             path: dir.to_path_buf(),
-            idle: Mutex::new(vec![handles.clone()]),
+            idle: Mutex::new(vec![Box::new(handles.clone())]),
             template: Mutex::new((db, handles)),
         })
     }
@@ -134,12 +146,13 @@ impl<const F: usize> SledEngine<F> {
             .pop();
         let handles = match pooled {
             Some(h) => h,
-            None => self
-                .template
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .1
-                .clone(),
+            None => Box::new(
+                self.template
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .1
+                    .clone(),
+            ),
         };
         let r = f(&handles);
         self.idle
@@ -207,7 +220,7 @@ fn open_db<const F: usize>(dir: &Path, options: &SledOptions) -> Result<sled::Db
     let config = sled::Config::new()
         .path(dir)
         .cache_capacity_bytes(options.cache_capacity_bytes)
-        .flush_every_ms(options.background_flush_ms);
+        .flush_every_ms(Some(options.background_flush_ms.unwrap_or(NEVER_MS)));
     watch_open_panics();
     let (tx, rx) = mpsc::channel();
     let opener = std::thread::Builder::new()
