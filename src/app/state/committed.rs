@@ -1,5 +1,10 @@
-//! The committed state and its root: the backend's entries plus the in-memory top
-//! of the tree, kept consistent under one lock.
+//! The committed state and its root: the backend's entries plus, in memory, the
+//! top of the tree and every bucket's leaves (key hash and leaf hash, 64 bytes
+//! an entry), kept consistent under one lock.
+//!
+//! The leaves are in memory so that computing a block's root never reads the
+//! backend: a bucket's root needs all of its leaves, and reading them back was
+//! a range scan per touched bucket, the slowest operation of the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -10,6 +15,8 @@ use crate::types::{Hash, Height};
 
 struct Inner {
     top: TopTree,
+    /// Every bucket's leaves, sorted by key hash.
+    leaves: Vec<Vec<Leaf>>,
     height: Height,
     /// A snapshot being taken: the state as of its height is the backend
     /// overlaid with the entries changed since, as they were.
@@ -43,45 +50,49 @@ pub struct PreparedChanges {
     pub root: Hash,
 }
 
-/// Root and count of a bucket from its sorted entries.
-fn bucket_node(entries: &[(Hash, Entry)]) -> TopNode {
-    let leaves: Vec<Leaf> = entries.iter().map(|(kh, e)| e.leaf(*kh)).collect();
+/// Root and count of a bucket from its sorted leaves.
+fn bucket_node(leaves: &[Leaf]) -> TopNode {
     TopNode {
-        hash: smt::subtree_root(&leaves, BUCKET_BITS),
+        hash: smt::subtree_root(leaves, BUCKET_BITS),
         count: leaves.len() as u64,
     }
 }
 
+/// Sets (or, with `None`, removes) the leaf of `kh` in a sorted bucket.
+fn edit_leaf(leaves: &mut Vec<Leaf>, kh: &Hash, entry: Option<&Entry>) {
+    let at = leaves.binary_search_by(|l| l.kh.cmp(kh));
+    match (at, entry) {
+        (Ok(i), Some(e)) => leaves[i] = e.leaf(*kh),
+        (Err(i), Some(e)) => leaves.insert(i, e.leaf(*kh)),
+        (Ok(i), None) => {
+            leaves.remove(i);
+        }
+        (Err(_), None) => {}
+    }
+}
+
 impl CommittedState {
-    /// Opens the state over `backend`, rebuilding the top of the tree from every
-    /// entry (one ordered pass).
+    /// Opens the state over `backend`, rebuilding the leaves and the top of the
+    /// tree from every entry (one ordered pass).
     pub fn open(backend: Arc<dyn StateBackend>) -> Result<CommittedState, StateError> {
-        let mut nodes = vec![TopNode::default(); BUCKETS];
+        let mut leaves: Vec<Vec<Leaf>> = vec![Vec::new(); BUCKETS];
         let mut from = Hash::ZERO;
-        let mut current: Option<usize> = None;
-        let mut pending: Vec<(Hash, Entry)> = Vec::new();
         loop {
             let page = backend.range(&from, 4096)?;
             let done = page.len() < 4096;
             for (kh, e) in page {
-                let b = smt::bucket_of(&kh);
-                if current != Some(b) {
-                    if let Some(c) = current {
-                        nodes[c] = bucket_node(&pending);
-                    }
-                    pending.clear();
-                    current = Some(b);
-                }
+                // Pages come in key order, so each bucket's leaves arrive sorted.
+                leaves[smt::bucket_of(&kh)].push(e.leaf(kh));
                 from = next_hash(&kh);
-                pending.push((kh, e));
             }
             if done || from == Hash::ZERO {
                 break;
             }
         }
-        if let Some(c) = current {
-            nodes[c] = bucket_node(&pending);
+        for ls in &mut leaves {
+            ls.shrink_to_fit();
         }
+        let nodes: Vec<TopNode> = leaves.iter().map(|ls| bucket_node(ls)).collect();
         let top = TopTree::from_buckets(&nodes)
             .ok_or_else(|| StateError("bucket count mismatch".into()))?;
         let height = backend.applied_height()?;
@@ -89,6 +100,7 @@ impl CommittedState {
             backend,
             inner: RwLock::new(Inner {
                 top,
+                leaves,
                 height,
                 freeze: None,
             }),
@@ -129,23 +141,14 @@ impl CommittedState {
         let touched: BTreeSet<usize> = changes.keys().map(smt::bucket_of).collect();
         let mut buckets = BTreeMap::new();
         for b in touched {
-            let lo = bucket_start(b);
-            let mut entries = self.bucket_entries(&g.top, b, &changes, &lo)?;
+            let mut leaves = g.leaves[b].clone();
             for (kh, e) in changes
-                .range(lo..)
+                .range(bucket_start(b)..)
                 .take_while(|(kh, _)| smt::bucket_of(kh) == b)
             {
-                match e {
-                    Some(e) => {
-                        entries.insert(*kh, e.clone());
-                    }
-                    None => {
-                        entries.remove(kh);
-                    }
-                }
+                edit_leaf(&mut leaves, kh, e.as_ref());
             }
-            let sorted: Vec<(Hash, Entry)> = entries.into_iter().collect();
-            buckets.insert(b, bucket_node(&sorted));
+            buckets.insert(b, bucket_node(&leaves));
         }
         let root = g.top.root_with(&buckets);
         Ok(PreparedChanges {
@@ -153,37 +156,6 @@ impl CommittedState {
             buckets,
             root,
         })
-    }
-
-    /// The committed entries of bucket `b`, some of whose keys `changes` holds
-    /// (those from `lo` on). A range scan of the backend costs far more than a
-    /// point read (sled 1.0 builds an iterator over a whole leaf), and most
-    /// buckets hold at most one entry below a few hundred thousand entries: the
-    /// in-memory count tells when none is needed. With one entry, and one of
-    /// the changed keys present, that key is the bucket's only entry.
-    fn bucket_entries(
-        &self,
-        top: &TopTree,
-        b: usize,
-        changes: &BTreeMap<Hash, Option<Entry>>,
-        lo: &Hash,
-    ) -> Result<BTreeMap<Hash, Entry>, StateError> {
-        let count = top.bucket(b).count;
-        if count == 0 {
-            return Ok(BTreeMap::new());
-        }
-        if count == 1 {
-            for kh in changes
-                .range(*lo..)
-                .map(|(kh, _)| kh)
-                .take_while(|kh| smt::bucket_of(kh) == b)
-            {
-                if let Some(e) = self.backend.get(kh)? {
-                    return Ok(BTreeMap::from([(*kh, e)]));
-                }
-            }
-        }
-        Ok(self.backend.bucket(b)?.into_iter().collect())
     }
 
     /// Applies prepared changes as block `height`.
@@ -206,7 +178,11 @@ impl CommittedState {
             g.freeze = None;
         }
         self.backend.apply(height, &prepared.changes)?;
+        for (kh, e) in &prepared.changes {
+            edit_leaf(&mut g.leaves[smt::bucket_of(kh)], kh, e.as_ref());
+        }
         for (b, n) in &prepared.buckets {
+            debug_assert_eq!(bucket_node(&g.leaves[*b]), *n, "bucket {b}");
             g.top.set_bucket(*b, *n);
         }
         g.height = height;
@@ -219,15 +195,22 @@ impl CommittedState {
         let g = self.read();
         let entry = self.backend.get(kh)?;
         let failure = std::cell::RefCell::new(None);
-        let proof = smt::prove(&g.top, kh, |b| match self.backend.bucket(b) {
-            Ok(es) => es
-                .into_iter()
-                .map(|(kh, e)| (e.leaf(kh), e.value_hash()))
-                .collect(),
-            Err(e) => {
-                *failure.borrow_mut() = Some(e);
-                Vec::new()
+        // A bucket holds a few leaves; their value hashes come from point reads.
+        let proof = smt::prove(&g.top, kh, |b| {
+            let mut out = Vec::with_capacity(g.leaves[b].len());
+            for leaf in &g.leaves[b] {
+                match self.backend.get(&leaf.kh) {
+                    Ok(Some(e)) => out.push((*leaf, e.value_hash())),
+                    Ok(None) => {
+                        *failure.borrow_mut() = Some(StateError(format!(
+                            "state entry {} is in the tree but not in the store",
+                            leaf.kh.short()
+                        )));
+                    }
+                    Err(e) => *failure.borrow_mut() = Some(e),
+                }
             }
+            out
         });
         if let Some(e) = failure.into_inner() {
             return Err(e);
@@ -375,6 +358,40 @@ mod tests {
     }
 
     #[test]
+    fn in_memory_leaves_follow_puts_changes_and_removals() {
+        // Thousands of entries put many buckets over one leaf; each block's root
+        // from the in-memory leaves must equal the root rebuilt from the store.
+        let backend: Arc<dyn StateBackend> = Arc::new(MemBackend::default());
+        let s = CommittedState::open(backend.clone()).unwrap();
+        let mut x: u64 = 7;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for h in 1..=6u64 {
+            let mut changes = BTreeMap::new();
+            for _ in 0..3000 {
+                let i = (next() % 6000) as u32;
+                let mut e = entry(i);
+                if next() % 4 == 0 {
+                    changes.insert(e.kh(), None);
+                } else {
+                    e.value = format!("v{h}-{i}").into_bytes();
+                    changes.insert(e.kh(), Some(e));
+                }
+            }
+            let p = s.prepare(changes).unwrap();
+            assert_eq!(s.apply(Height(h), &p).unwrap(), p.root);
+            let again = CommittedState::open(backend.clone()).unwrap();
+            assert_eq!(again.committed(), (Height(h), p.root), "height {h}");
+            assert_eq!(again.len(), s.len());
+        }
+        assert!(s.len() > 2000, "{}", s.len());
+    }
+
+    #[test]
     fn a_frozen_view_keeps_the_state_of_its_height() {
         let backend: Arc<dyn StateBackend> = Arc::new(MemBackend::default());
         let s = CommittedState::open(backend).unwrap();
@@ -406,9 +423,9 @@ mod tests {
                 break;
             }
         }
-        let mut per: Vec<Vec<(Hash, Entry)>> = vec![Vec::new(); smt::BUCKETS];
+        let mut per: Vec<Vec<Leaf>> = vec![Vec::new(); smt::BUCKETS];
         for (kh, e) in all {
-            per[smt::bucket_of(&kh)].push((kh, e));
+            per[smt::bucket_of(&kh)].push(e.leaf(kh));
         }
         let nodes: Vec<TopNode> = per.iter().map(|es| bucket_node(es)).collect();
         assert_eq!(nodes, buckets);
