@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::notify::CommitNotifier;
 use crate::app::{AppError, Application, RejectCode, TxResult};
@@ -29,9 +29,44 @@ pub enum SubmitError {
     /// The pool refused it.
     #[error(transparent)]
     Pool(#[from] MempoolError),
+    /// Too many submissions wait for admission; try again later.
+    #[error("{queued} submissions are waiting for admission; try again later")]
+    Busy {
+        /// Submissions waiting.
+        queued: usize,
+    },
     /// Something failed that is not the transaction's fault.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Most submissions waiting for admission before new ones are refused.
+pub const MAX_QUEUED: usize = 20_000;
+
+/// Most submissions admitted in one batch (one batch signature check).
+const MAX_BATCH: usize = 512;
+
+/// A submission waiting for admission.
+struct Queued {
+    bytes: Bytes,
+    reply: oneshot::Sender<Result<Hash, SubmitError>>,
+}
+
+/// Submissions waiting, and whether a worker is admitting them.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Queued>,
+    running: bool,
+}
+
+/// Clears the queue's `running` flag when the worker ends, even by a panic, so
+/// that a later submission starts a new one instead of waiting forever.
+struct WorkerDone<'a>(&'a Mutex<Queue>);
+
+impl Drop for WorkerDone<'_> {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).running = false;
+    }
 }
 
 impl From<AppError> for SubmitError {
@@ -51,6 +86,7 @@ pub struct TxPool {
     notifier: Arc<CommitNotifier>,
     metrics: Arc<NodeMetrics>,
     arrived: Notify,
+    queue: Mutex<Queue>,
 }
 
 impl TxPool {
@@ -69,6 +105,7 @@ impl TxPool {
             notifier,
             metrics,
             arrived: Notify::new(),
+            queue: Mutex::new(Queue::default()),
         }
     }
 
@@ -84,6 +121,54 @@ impl TxPool {
     /// Resolves when a transaction was admitted since the last call.
     pub async fn arrived(&self) {
         self.arrived.notified().await
+    }
+
+    /// Admits one transaction from a client and gossips it, batched with the
+    /// other submissions waiting: one blocking worker at a time takes them in
+    /// arrival order, checks their signatures in one batch, then admits each.
+    /// Under load that is one thread hand-off and one batch verification per
+    /// batch instead of per transaction, and an account's submissions keep
+    /// their order.
+    pub async fn admit(self: &Arc<Self>, bytes: Bytes) -> Result<Hash, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.waiting.len() >= MAX_QUEUED {
+                return Err(SubmitError::Busy {
+                    queued: q.waiting.len(),
+                });
+            }
+            q.waiting.push(Queued { bytes, reply });
+            !std::mem::replace(&mut q.running, true)
+        };
+        if start {
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || me.admit_waiting());
+        }
+        answer
+            .await
+            .map_err(|_| SubmitError::Internal("the admission worker stopped".into()))?
+    }
+
+    /// The admission worker: batches until the queue is empty.
+    fn admit_waiting(&self) {
+        let _done = WorkerDone(&self.queue);
+        loop {
+            let batch: Vec<Queued> = {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                let n = q.waiting.len().min(MAX_BATCH);
+                if n == 0 {
+                    return;
+                }
+                q.waiting.drain(..n).collect()
+            };
+            let txs: Vec<Bytes> = batch.iter().map(|q| q.bytes.clone()).collect();
+            self.app.preverify(&txs);
+            for q in batch {
+                // The client may have gone; its answer is then dropped.
+                let _ = q.reply.send(self.submit(q.bytes, true));
+            }
+        }
     }
 
     /// Admits one transaction; gossips it to peers if `gossip`.

@@ -78,6 +78,7 @@ pub fn submit_status(e: &SubmitError) -> Status {
                 Status::failed_precondition(msg)
             }
         },
+        SubmitError::Busy { .. } => Status::resource_exhausted(msg),
         SubmitError::Internal(_) => Status::internal(msg),
     }
 }
@@ -139,11 +140,7 @@ impl TxService for TxApi {
         };
         let hash = Hash::digest(&req.tx);
         let waiter = wait.then(|| i.pool.notifier().wait_for(hash));
-        let pool = i.pool.clone();
-        let tx = req.tx.clone();
-        let admitted = tokio::task::spawn_blocking(move || pool.submit(tx, true))
-            .await
-            .map_err(|e| Status::internal(format!("admission task failed: {e}")))?;
+        let admitted = i.pool.admit(req.tx.clone()).await;
         if let Err(e) = admitted {
             i.pool.notifier().forget(&hash);
             return Err(submit_status(&e));
