@@ -32,6 +32,11 @@ pub(super) struct KvStore<E> {
     /// Next WAL sequence number. It grows across heights, so entries of one
     /// height stay in append order without a lock.
     wal_seq: AtomicU64,
+    /// Every WAL record below this height has been removed by this process.
+    /// Clearing starts here rather than at the first key: sled 1.0 keeps the
+    /// empty leaves that removals leave behind, and a scan from the start walks
+    /// all of them, one more per height.
+    wal_floor: AtomicU64,
 }
 
 impl<E: Engine> KvStore<E> {
@@ -43,6 +48,7 @@ impl<E: Engine> KvStore<E> {
             base: AtomicU64::new(0),
             write_lock: Mutex::new(()),
             wal_seq: AtomicU64::new(0),
+            wal_floor: AtomicU64::new(0),
         }
     }
 
@@ -65,6 +71,7 @@ impl<E: Engine> KvStore<E> {
             base: AtomicU64::new(base.0),
             write_lock: Mutex::new(()),
             wal_seq: AtomicU64::new(next_seq),
+            wal_floor: AtomicU64::new(0),
         })
     }
 
@@ -232,10 +239,17 @@ impl<E: Engine> KvStore<E> {
     }
 
     pub(super) fn wal_clear_below(&self, height: Height) -> Result<(), StorageError> {
-        let keys = self.engine.keys(TreeId::Wal, &[], &wal_key(height, 0))?;
+        let floor = self.wal_floor.load(Ordering::Acquire);
+        if height.0 <= floor {
+            return Ok(());
+        }
+        let keys = self
+            .engine
+            .keys(TreeId::Wal, &wal_key(Height(floor), 0), &wal_key(height, 0))?;
         for chunk in keys.chunks(PRUNE_BATCH as usize) {
             self.engine.remove_all(TreeId::Wal, chunk)?;
         }
+        self.wal_floor.fetch_max(height.0, Ordering::AcqRel);
         Ok(())
     }
 
