@@ -197,12 +197,14 @@ impl Actor {
                 _ = tokio::time::sleep_until(deadline) => self.fire_timers(),
                 Some((peer, msg)) = events.blocks.recv() => {
                     self.on_block_msg(peer, msg)?;
-                    // A node catching up receives blocks back to back: apply what
-                    // is already queued, then make the whole batch durable at once.
+                    // A node catching up receives blocks back to back: take what
+                    // is already queued, apply it (one batch of commit
+                    // signatures), then make the whole batch durable at once.
                     for _ in 0..BLOCK_BATCH {
                         let Ok((peer, msg)) = events.blocks.try_recv() else { break };
                         self.on_block_msg(peer, msg)?;
                     }
+                    self.apply_received()?;
                     self.sync_blocks()?;
                 }
                 Some(ev) = events.peers.recv() => self.on_peer_event(ev),

@@ -178,6 +178,29 @@ impl BlockRules {
     /// Checks a block for `height` against the stored chain and executes it.
     /// Deterministic: every honest node reaches the same verdict.
     pub fn validate(&self, height: Height, block: &Block) -> Result<Execution, InvalidBlock> {
+        self.validate_with(height, block, true)
+    }
+
+    /// [`BlockRules::validate`] for a block that arrives with a verified commit
+    /// (catching up): the signatures of its last commit are not checked again,
+    /// only its height, block, signers and power. Validators holding more than
+    /// 2/3 of the power precommitted this block, so at least one honest one
+    /// checked those signatures before it did; checking them again would double
+    /// the signature work of block sync for no safety gained.
+    pub fn validate_certified(
+        &self,
+        height: Height,
+        block: &Block,
+    ) -> Result<Execution, InvalidBlock> {
+        self.validate_with(height, block, false)
+    }
+
+    fn validate_with(
+        &self,
+        height: Height,
+        block: &Block,
+        last_commit_signatures: bool,
+    ) -> Result<Execution, InvalidBlock> {
         let h = &block.header;
         if h.height != height {
             return Err(Self::invalid(
@@ -228,8 +251,17 @@ impl BlockRules {
         // the stored previous block.
         if let (Some(c), Some(prev_id), Some(prev)) = (&block.last_commit, parent.id, height.prev())
         {
-            c.verify(&self.chain_id, &self.set, prev, &prev_id)
-                .map_err(|e| Self::invalid(height, format!("last commit: {e}")))?;
+            let checked = if last_commit_signatures {
+                c.verify(&self.chain_id, &self.set, prev, &prev_id)
+            } else if c.height != prev || c.block_id != prev_id {
+                Err(crate::types::CommitError::WrongBlock {
+                    expected: prev_id,
+                    got: c.block_id,
+                })
+            } else {
+                c.check_signers(&self.set)
+            };
+            checked.map_err(|e| Self::invalid(height, format!("last commit: {e}")))?;
         }
         let time = self.time_after(block.last_commit.as_ref());
         if h.time != time {

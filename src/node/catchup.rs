@@ -12,7 +12,7 @@ use super::actor::Actor;
 use super::error::NodeError;
 use crate::consensus::Input;
 use crate::net::NetMessage;
-use crate::types::{Block, Commit, Height, PublicKey};
+use crate::types::{Block, BlockId, Commit, CommitError, Height, PublicKey, verify_commits};
 
 /// Heights requested ahead of the next one we need.
 const WINDOW: u64 = 32;
@@ -100,10 +100,11 @@ impl Actor {
                 if h < next || h.0 >= next.0 + WINDOW {
                     return Ok(());
                 }
+                // Applied by the caller once the queued messages are in, so that
+                // the commits of a run of heights are verified in one batch.
                 self.catchup
                     .received
                     .insert(h, ((*block).clone(), commit, peer));
-                self.apply_received()?;
             }
             _ => self.penalize(&peer, 50, "message on the wrong channel"),
         }
@@ -123,42 +124,79 @@ impl Actor {
     /// are appended without an fsync: the caller syncs once per batch of messages,
     /// and [`Actor::drain`] syncs before the core sees any input, so no height is
     /// started (and nothing signed) on top of blocks that are not durable.
-    fn apply_received(&mut self) -> Result<(), NodeError> {
+    pub(super) fn apply_received(&mut self) -> Result<(), NodeError> {
         loop {
             let next = self.store.latest_height().next();
-            let Some((block, commit, peer)) = self.catchup.received.remove(&next) else {
+            // The run of heights at hand from the next one on: their commits are
+            // verified in one batch.
+            let run: Vec<Height> = (next.0..next.0 + WINDOW)
+                .map(Height)
+                .take_while(|h| self.catchup.received.contains_key(h))
+                .collect();
+            if run.is_empty() {
                 return Ok(());
-            };
-            self.catchup.requested.remove(&next);
+            }
             let set = self.rules.validators().clone();
-            if let Err(e) = commit.verify(self.rules.chain_id(), &set, next, &block.id()) {
-                self.penalize(
-                    &peer,
-                    50,
-                    &format!("block {next} with an invalid commit: {e}"),
-                );
-                continue;
-            }
-            let exec = match self.rules.validate(next, &block) {
-                Ok(exec) => exec,
-                Err(e) => {
-                    // A commit signed by +2/3 for a block we find invalid: either the
-                    // peer sent a block that does not match its commit's id (caught
-                    // above) or our state diverged; refuse it and ask elsewhere.
-                    self.penalize(&peer, 50, &format!("block {next}: {e}"));
-                    continue;
-                }
+            let verdicts = {
+                let items: Vec<(&Commit, Height, BlockId)> = run
+                    .iter()
+                    .filter_map(|h| {
+                        self.catchup
+                            .received
+                            .get(h)
+                            .map(|(b, c, _)| (c, *h, b.id()))
+                    })
+                    .collect();
+                verify_commits(self.rules.chain_id(), &set, &items)
             };
-            debug!(height = %next, peer = %peer.short(), "applying fetched block");
-            self.commit_block(&block, &commit, &exec, false)?;
-            if self.store.latest_height().0 % 1000 == 0 {
-                info!(height = %next, "catching up");
+            for (h, verdict) in run.into_iter().zip(verdicts) {
+                if !self.apply_one(h, verdict)? {
+                    // Refused: the heights after it wait for a good copy of it.
+                    break;
+                }
             }
-            // Leave the height we were deciding: the network decided it already.
-            self.pending.push_back(Input::StartHeight {
-                height: next.next(),
-                last_block_time: block.header.time,
-            });
         }
+    }
+
+    /// Applies the received block of `next` (the next height) whose commit got
+    /// `verdict`; false if it was refused.
+    fn apply_one(
+        &mut self,
+        next: Height,
+        verdict: Result<(), CommitError>,
+    ) -> Result<bool, NodeError> {
+        let Some((block, commit, peer)) = self.catchup.received.remove(&next) else {
+            return Ok(false);
+        };
+        self.catchup.requested.remove(&next);
+        if let Err(e) = verdict {
+            self.penalize(
+                &peer,
+                50,
+                &format!("block {next} with an invalid commit: {e}"),
+            );
+            return Ok(false);
+        }
+        let exec = match self.rules.validate_certified(next, &block) {
+            Ok(exec) => exec,
+            Err(e) => {
+                // A commit signed by +2/3 for a block we find invalid: either the
+                // peer sent a block that does not match its commit's id (caught
+                // above) or our state diverged; refuse it and ask elsewhere.
+                self.penalize(&peer, 50, &format!("block {next}: {e}"));
+                return Ok(false);
+            }
+        };
+        debug!(height = %next, peer = %peer.short(), "applying fetched block");
+        self.commit_block(&block, &commit, &exec, false)?;
+        if self.store.latest_height().0 % 1000 == 0 {
+            info!(height = %next, "catching up");
+        }
+        // Leave the height we were deciding: the network decided it already.
+        self.pending.push_back(Input::StartHeight {
+            height: next.next(),
+            last_block_time: block.header.time,
+        });
+        Ok(true)
     }
 }

@@ -243,9 +243,9 @@ impl<E: Engine> KvStore<E> {
         if height.0 <= floor {
             return Ok(());
         }
-        let keys = self
-            .engine
-            .keys(TreeId::Wal, &wal_key(Height(floor), 0), &wal_key(height, 0))?;
+        let keys =
+            self.engine
+                .keys(TreeId::Wal, &wal_key(Height(floor), 0), &wal_key(height, 0))?;
         for chunk in keys.chunks(PRUNE_BATCH as usize) {
             self.engine.remove_all(TreeId::Wal, chunk)?;
         }

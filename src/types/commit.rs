@@ -164,6 +164,15 @@ impl Commit {
     /// Like [`Commit::verify`] without the expected height and block: checks only
     /// that the commit is a valid certificate of its own block.
     pub fn verify_signatures(&self, chain_id: &str, set: &ValidatorSet) -> Result<(), CommitError> {
+        self.check_signers(set)?;
+        let msgs = self.signed_messages(chain_id);
+        let items = self.signed_items(&msgs);
+        verify_batch(&items).map_err(|i| CommitError::BadSignature(self.signatures[i].validator))
+    }
+
+    /// Every signer is a validator and appears once, and they hold more than
+    /// 2/3 of the power. The signatures themselves are not checked.
+    pub fn check_signers(&self, set: &ValidatorSet) -> Result<(), CommitError> {
         let mut seen = HashSet::with_capacity(self.signatures.len());
         let mut power: u64 = 0;
         for s in &self.signatures {
@@ -182,8 +191,12 @@ impl Commit {
                 total: set.total_power(),
             });
         }
-        let msgs: Vec<Vec<u8>> = self
-            .signatures
+        Ok(())
+    }
+
+    /// The precommit sign bytes of each signature, in order.
+    fn signed_messages(&self, chain_id: &str) -> Vec<Vec<u8>> {
+        self.signatures
             .iter()
             .map(|s| {
                 Vote::sign_bytes(
@@ -195,20 +208,79 @@ impl Commit {
                     s.time,
                 )
             })
-            .collect();
-        let items: Vec<SignedItem<'_>> = self
-            .signatures
+            .collect()
+    }
+
+    /// The signatures with their messages, for batch verification.
+    fn signed_items<'a>(&'a self, msgs: &'a [Vec<u8>]) -> Vec<SignedItem<'a>> {
+        self.signatures
             .iter()
-            .zip(&msgs)
+            .zip(msgs)
             .map(|(s, m)| SignedItem {
                 key: &s.validator,
                 msg: m,
                 sig: &s.signature,
             })
-            .collect();
-        verify_batch(&items).map_err(|i| CommitError::BadSignature(self.signatures[i].validator))
+            .collect()
     }
+}
 
+/// Verifies several commits, each against its expected height and block, with
+/// the signatures of all of them in one batch (a large batch verifies several
+/// times faster per signature than a commit's few). Returns one verdict per
+/// commit, in order; when the batch fails each commit is checked alone, so the
+/// verdicts are exactly those of [`Commit::verify`].
+pub fn verify_commits(
+    chain_id: &str,
+    set: &ValidatorSet,
+    commits: &[(&Commit, Height, BlockId)],
+) -> Vec<Result<(), CommitError>> {
+    let mut verdicts: Vec<Result<(), CommitError>> = commits
+        .iter()
+        .map(|(c, height, block_id)| {
+            if c.height != *height {
+                return Err(CommitError::WrongHeight {
+                    expected: *height,
+                    got: c.height,
+                });
+            }
+            if &c.block_id != block_id {
+                return Err(CommitError::WrongBlock {
+                    expected: *block_id,
+                    got: c.block_id,
+                });
+            }
+            c.check_signers(set)
+        })
+        .collect();
+    let msgs: Vec<Vec<Vec<u8>>> = commits
+        .iter()
+        .zip(&verdicts)
+        .map(|((c, _, _), v)| {
+            if v.is_ok() {
+                c.signed_messages(chain_id)
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    let items: Vec<SignedItem<'_>> = commits
+        .iter()
+        .zip(&msgs)
+        .flat_map(|((c, _, _), m)| c.signed_items(m))
+        .collect();
+    if verify_batch(&items).is_err() {
+        for (((c, _, _), m), v) in commits.iter().zip(&msgs).zip(verdicts.iter_mut()) {
+            if v.is_ok() {
+                *v = verify_batch(&c.signed_items(m))
+                    .map_err(|i| CommitError::BadSignature(c.signatures[i].validator));
+            }
+        }
+    }
+    verdicts
+}
+
+impl Commit {
     /// The voting-power weighted median of the precommit times: the time of the
     /// next block. Honest validators hold more than half of the power that signed,
     /// so the median lies between honest clocks.
@@ -271,6 +343,37 @@ mod tests {
             })
             .collect();
         Commit::from_precommits(Height(5), Round(1), id, &votes)
+    }
+
+    #[test]
+    fn batched_verdicts_equal_one_by_one() {
+        let ks = keys(4);
+        let set = set_of(&ks, &[1, 1, 1, 1]);
+        let id = Hash::digest(b"b");
+        let other = Hash::digest(b"other");
+        let good = commit_by(&ks, id);
+        let mut forged = commit_by(&ks[..3], id);
+        forged.signatures[1].signature = good.signatures[3].signature;
+        let short = commit_by(&ks[..2], id);
+        let cases: Vec<(&Commit, Height, BlockId)> = vec![
+            (&good, Height(5), id),
+            (&forged, Height(5), id),
+            (&good, Height(6), id),
+            (&good, Height(5), other),
+            (&short, Height(5), id),
+            (&good, Height(5), id),
+        ];
+        let batched = verify_commits("c", &set, &cases);
+        let alone: Vec<_> = cases
+            .iter()
+            .map(|(c, h, b)| c.verify("c", &set, *h, b))
+            .collect();
+        assert_eq!(batched, alone);
+        assert!(batched[0].is_ok() && batched[5].is_ok());
+        assert!(matches!(batched[1], Err(CommitError::BadSignature(_))));
+        // All good: one batch, all Ok.
+        let fine = verify_commits("c", &set, &[(&good, Height(5), id), (&good, Height(5), id)]);
+        assert_eq!(fine, vec![Ok(()), Ok(())]);
     }
 
     #[test]

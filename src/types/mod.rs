@@ -20,7 +20,7 @@ mod vote;
 
 pub use block::{Block, Header};
 pub use canonical::Canonical;
-pub use commit::{Commit, CommitError, CommitSig};
+pub use commit::{Commit, CommitError, CommitSig, verify_commits};
 pub use crypto::{Keypair, PublicKey, Signature, SignedItem, verify_batch};
 pub use error::TypesError;
 pub use evidence::{DuplicateVote, Evidence};
