@@ -206,6 +206,10 @@ impl Actor {
                     }
                     self.apply_received()?;
                     self.sync_blocks()?;
+                    // Refill the request window now: waiting for the next
+                    // status or gossip tick capped block sync at one window
+                    // per status message.
+                    self.request_blocks();
                 }
                 Some(ev) = events.peers.recv() => self.on_peer_event(ev),
                 _ = gossip.tick() => self.gossip_tick(),
