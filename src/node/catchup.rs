@@ -14,8 +14,14 @@ use crate::consensus::Input;
 use crate::net::NetMessage;
 use crate::types::{Block, BlockId, Commit, CommitError, Height, PublicKey, verify_commits};
 
-/// Heights requested ahead of the next one we need.
-const WINDOW: u64 = 32;
+/// Most heights requested ahead of the next one we need.
+const WINDOW: u64 = 64;
+/// Bytes of blocks to keep in flight and waiting, roughly: with large blocks the
+/// window shrinks (to no fewer than [`MIN_WINDOW`] heights) so that a node
+/// catching up does not buffer WINDOW blocks of the maximum size.
+const BUFFER_BYTES: usize = 64 * 1024 * 1024;
+/// Fewest heights requested ahead.
+const MIN_WINDOW: u64 = 4;
 /// A request not answered within this time goes to another peer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -25,6 +31,8 @@ pub struct CatchUp {
     requested: BTreeMap<Height, (PublicKey, Instant)>,
     received: BTreeMap<Height, (Block, Commit, PublicKey)>,
     next_peer: usize,
+    /// Transaction bytes of the last block applied, to size the window.
+    last_block_bytes: usize,
     /// Blocks were appended without an fsync since the last one.
     pub(super) unsynced: bool,
     /// A state checkpoint runs aside: while it flushes, every block is appended
@@ -51,7 +59,9 @@ impl Actor {
         let cu = &mut self.catchup;
         cu.requested.retain(|h, _| *h >= next);
         cu.received.retain(|h, _| *h >= next);
-        for h in next.0..next.0 + WINDOW {
+        let window = (BUFFER_BYTES / cu.last_block_bytes.max(1)) as u64;
+        let window = window.clamp(MIN_WINDOW, WINDOW);
+        for h in next.0..next.0 + window {
             let h = Height(h);
             if cu.received.contains_key(&h) {
                 continue;
@@ -188,6 +198,7 @@ impl Actor {
             }
         };
         debug!(height = %next, peer = %peer.short(), "applying fetched block");
+        self.catchup.last_block_bytes = block.tx_bytes();
         self.commit_block(&block, &commit, &exec, false)?;
         if self.store.latest_height().0 % 1000 == 0 {
             info!(height = %next, "catching up");
