@@ -255,11 +255,27 @@ impl Default for SyncConfig {
 }
 
 /// Storage settings.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Keep only this many recent blocks (0 keeps all).
     pub keep_recent_blocks: u64,
+    /// MiB of sled's cache for each of the node's two databases (block log,
+    /// state). Most of a node's memory: the rest is the mempool, the state
+    /// tree's leaves (64 bytes per entry) and buffers.
+    pub cache_mb: usize,
+}
+
+/// Default MiB of sled cache per database.
+pub const DEFAULT_CACHE_MB: usize = 32;
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            keep_recent_blocks: 0,
+            cache_mb: DEFAULT_CACHE_MB,
+        }
+    }
 }
 
 /// Logging settings.
@@ -370,6 +386,13 @@ impl NodeConfig {
                 path,
                 "consensus.timeout_*_ms",
                 "timeouts must be at least 1 ms",
+            ));
+        }
+        if self.storage.cache_mb == 0 || self.storage.cache_mb > 1 << 20 {
+            return Err(ConfigError::invalid(
+                path,
+                "storage.cache_mb",
+                "must be between 1 and 1048576 (MiB per database)",
             ));
         }
         if self.consensus.max_block_bytes == 0 || self.consensus.max_block_txs == 0 {
@@ -560,6 +583,9 @@ fetchers_per_peer = {fetchers}
 [storage]
 # Keep only this many recent blocks (0 keeps every block). Snapshots are kept.
 keep_recent_blocks = {keep}
+# MiB of cache for each of the two databases (block log, state): most of the
+# node's memory.
+cache_mb = {cache_mb}
 
 [log]
 # Log filter in RUST_LOG syntax ("info", "consort=debug,info"); the RUST_LOG
@@ -589,6 +615,7 @@ format = {format:?}
             max_block_bytes = c.max_block_bytes,
             max_block_txs = c.max_block_txs,
             keep = self.storage.keep_recent_blocks,
+            cache_mb = self.storage.cache_mb,
             mp_txs = self.mempool.max_txs,
             mp_bytes = self.mempool.max_bytes,
             mp_recent = self.mempool.recent_cache,

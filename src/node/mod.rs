@@ -262,7 +262,11 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
     // better not to run than to risk a double sign.
     std::fs::create_dir_all(home.data())
         .map_err(|e| NodeError::Config(crate::config::ConfigError::io(&home.data(), e)))?;
-    let sled = SledStore::open(&home.data().join("db"))?;
+    let options = crate::storage::SledOptions {
+        cache_capacity_bytes: cfg.storage.cache_mb * 1024 * 1024,
+        ..Default::default()
+    };
+    let sled = SledStore::open_with(&home.data().join("db"), &options)?;
     let state_backend = sled.state_backend();
     let store: Arc<dyn Store> = Arc::new(sled);
     let signing = SigningStateFile::new(home.signing_state());
