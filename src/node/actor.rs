@@ -135,6 +135,12 @@ pub struct Actor {
     pub(super) jobs_rx: mpsc::UnboundedReceiver<JobDone>,
     /// Executions of blocks of the current height, by block id.
     pub(super) execs: HashMap<BlockId, Execution>,
+    /// Blocks being built or checked off the actor's thread, by height.
+    pub(super) jobs_in_flight: HashMap<Height, usize>,
+    /// Propose timeouts that fired while a block of their height was being
+    /// built or checked, delivered when that is done (see
+    /// [`Actor::fire_timers`]).
+    pub(super) deferred_timeouts: Vec<crate::consensus::Timeout>,
     /// Evidence seen and not yet committed.
     pub(super) evidence_pool: super::evidence::EvidencePool,
     pub(super) peers: HashMap<PublicKey, PeerState>,
@@ -319,6 +325,7 @@ impl Actor {
         let Some(proposer) = self.core.our_key() else {
             return;
         };
+        *self.jobs_in_flight.entry(height).or_default() += 1;
         let rules = self.rules.clone();
         let txs = self.reap_txs();
         let evidence: Vec<Evidence> = self.evidence_pool.for_block(height);
@@ -346,6 +353,7 @@ impl Actor {
     }
 
     fn spawn_validate(&mut self, height: Height, block: Arc<Block>) {
+        *self.jobs_in_flight.entry(height).or_default() += 1;
         let rules = self.rules.clone();
         let tx = self.jobs_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -360,6 +368,31 @@ impl Actor {
     }
 
     fn on_job_done(&mut self, done: JobDone) {
+        let height = match &done {
+            JobDone::Built { height, .. } | JobDone::Validated { height, .. } => *height,
+        };
+        self.record_job_done(done);
+        // After the job's own input, so that a valid proposal is prevoted
+        // before its round's held timeout reaches the core.
+        if let Some(n) = self.jobs_in_flight.get_mut(&height) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.jobs_in_flight.remove(&height);
+            }
+        }
+        if !self.jobs_in_flight.contains_key(&height) {
+            let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred_timeouts)
+                .into_iter()
+                .partition(|t| t.height <= height);
+            self.deferred_timeouts = later;
+            self.pending.extend(now.into_iter().map(Input::Timeout));
+        }
+        // Jobs of heights already left are not waited for.
+        let current = self.core.height();
+        self.jobs_in_flight.retain(|h, _| *h >= current);
+    }
+
+    fn record_job_done(&mut self, done: JobDone) {
         match done {
             JobDone::Built {
                 height,
@@ -585,6 +618,20 @@ impl Actor {
     fn fire_timers(&mut self) {
         for ev in self.timers.pop_due(Instant::now()) {
             match ev {
+                // The propose timeout must cover receiving and checking the
+                // block. Once the block is here and being checked (or ours is
+                // being built), prevoting nil before the verdict would fail the
+                // round for a valid proposal that is merely large, and the next
+                // round's proposal is as large: under load heights would fail
+                // round after round. The timeout is held until the verdict; it
+                // only serves liveness, and the check always ends (blocks are
+                // bounded), so safety and liveness are unchanged.
+                TimerEvent::Consensus(t)
+                    if t.kind == crate::consensus::TimeoutKind::Propose
+                        && self.jobs_in_flight.get(&t.height).is_some_and(|n| *n > 0) =>
+                {
+                    self.deferred_timeouts.push(t);
+                }
                 TimerEvent::Consensus(t) => self.pending.push_back(Input::Timeout(t)),
                 TimerEvent::StartHeight(h) => self.try_start_height(h, false),
             }

@@ -466,6 +466,8 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         jobs_tx,
         jobs_rx,
         execs: HashMap::new(),
+        jobs_in_flight: HashMap::new(),
+        deferred_timeouts: Vec::new(),
         evidence_pool: Default::default(),
         peers: HashMap::new(),
         catchup: Default::default(),
