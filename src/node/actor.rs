@@ -374,13 +374,12 @@ impl Actor {
         self.record_job_done(done);
         // After the job's own input, so that a valid proposal is prevoted
         // before its round's held timeout reaches the core.
-        if let Some(n) = self.jobs_in_flight.get_mut(&height) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.jobs_in_flight.remove(&height);
-            }
-        }
-        if !self.jobs_in_flight.contains_key(&height) {
+        let left = self.jobs_in_flight.get_mut(&height).map_or(0, |n| {
+            *n -= 1;
+            *n
+        });
+        if left == 0 {
+            self.jobs_in_flight.remove(&height);
             let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred_timeouts)
                 .into_iter()
                 .partition(|t| t.height <= height);

@@ -3,6 +3,7 @@
 //! pool's update after each block. Shared by the gRPC service and the consensus
 //! actor.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -55,17 +56,21 @@ struct Queued {
 /// Submissions waiting, and whether a worker is admitting them.
 #[derive(Default)]
 struct Queue {
-    waiting: Vec<Queued>,
+    waiting: VecDeque<Queued>,
     running: bool,
 }
 
-/// Clears the queue's `running` flag when the worker ends, even by a panic, so
-/// that a later submission starts a new one instead of waiting forever.
-struct WorkerDone<'a>(&'a Mutex<Queue>);
+/// Clears the queue's `running` flag if the worker unwinds, so that a later
+/// submission starts a new one instead of waiting forever. (A worker that ends
+/// normally clears it itself, under the same lock that saw the queue empty: a
+/// submission cannot slip in between and find no worker.)
+struct PanicGuard<'a>(&'a Mutex<Queue>);
 
-impl Drop for WorkerDone<'_> {
+impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).running = false;
+        if std::thread::panicking() {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).running = false;
+        }
     }
 }
 
@@ -138,7 +143,7 @@ impl TxPool {
                     queued: q.waiting.len(),
                 });
             }
-            q.waiting.push(Queued { bytes, reply });
+            q.waiting.push_back(Queued { bytes, reply });
             !std::mem::replace(&mut q.running, true)
         };
         if start {
@@ -152,14 +157,15 @@ impl TxPool {
 
     /// The admission worker: batches until the queue is empty.
     fn admit_waiting(&self) {
-        let _done = WorkerDone(&self.queue);
+        let _guard = PanicGuard(&self.queue);
         loop {
             let batch: Vec<Queued> = {
                 let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                let n = q.waiting.len().min(MAX_BATCH);
-                if n == 0 {
+                if q.waiting.is_empty() {
+                    q.running = false;
                     return;
                 }
+                let n = q.waiting.len().min(MAX_BATCH);
                 q.waiting.drain(..n).collect()
             };
             let txs: Vec<Bytes> = batch.iter().map(|q| q.bytes.clone()).collect();
