@@ -53,10 +53,6 @@ pub trait StateBackend: Send + Sync + 'static {
     /// The entry under `kh`.
     fn get(&self, kh: &Hash) -> Result<Option<Entry>, StateError>;
 
-    /// Every entry whose key hash starts with the two bytes of `bucket`, sorted
-    /// by key hash.
-    fn bucket(&self, bucket: usize) -> Result<Vec<(Hash, Entry)>, StateError>;
-
     /// Applies the changes of block `height` and records `height` as applied, in
     /// one atomic write. Need not be durable: the block log is, and changes above
     /// [`StateBackend::applied_height`] are replayed from it after a crash.
@@ -82,14 +78,6 @@ pub fn bucket_start(bucket: usize) -> Hash {
     h[0] = (bucket >> 8) as u8;
     h[1] = bucket as u8;
     Hash(h)
-}
-
-fn bucket_end(bucket: usize) -> Vec<u8> {
-    if bucket >= 0xffff {
-        vec![0xff; 33]
-    } else {
-        bucket_start(bucket + 1).0.to_vec()
-    }
 }
 
 fn encode_entry(e: &Entry) -> Vec<u8> {
@@ -124,16 +112,6 @@ impl<E: Engine> StateBackend for StateTree<E> {
             Some(v) => decode_entry(kh.as_bytes(), &v).map(|(_, e)| Some(e)),
             None => Ok(None),
         }
-    }
-
-    fn bucket(&self, bucket: usize) -> Result<Vec<(Hash, Entry)>, StateError> {
-        let start = bucket_start(bucket);
-        self.inner
-            .engine
-            .scan(TreeId::State, start.as_bytes(), &bucket_end(bucket))?
-            .into_iter()
-            .map(|(k, v)| decode_entry(&k, &v))
-            .collect()
     }
 
     fn apply(&self, height: Height, changes: &[Change]) -> Result<(), StateError> {
@@ -208,16 +186,6 @@ impl MemBackend {
 impl StateBackend for MemBackend {
     fn get(&self, kh: &Hash) -> Result<Option<Entry>, StateError> {
         Ok(self.read().0.get(kh).cloned())
-    }
-
-    fn bucket(&self, bucket: usize) -> Result<Vec<(Hash, Entry)>, StateError> {
-        let start = bucket_start(bucket);
-        let g = self.read();
-        Ok(g.0
-            .range(start..)
-            .take_while(|(kh, _)| ((kh.0[0] as usize) << 8 | kh.0[1] as usize) == bucket)
-            .map(|(k, v)| (*k, v.clone()))
-            .collect())
     }
 
     fn apply(&self, height: Height, changes: &[Change]) -> Result<(), StateError> {
