@@ -25,33 +25,6 @@ fn key_of(c: &Cluster, i: usize) -> PublicKey {
         .public()
 }
 
-/// Every node in `which` stores the same block at each height of `from..=to`,
-/// with a commit that verifies.
-async fn assert_same_chain(c: &Cluster, which: &[usize], from: u64, to: u64) {
-    let first = c.client(which[0]).await.expect("client");
-    let set = consort::types::ValidatorSet::new(first.validators().await.expect("validators"))
-        .expect("validator set");
-    for h in from..=to {
-        let mut ids = HashSet::new();
-        for &i in which {
-            let cl = c.client(i).await.expect("client");
-            let (block, id) = cl.block(h).await.expect("block");
-            assert_eq!(block.header.height, Height(h));
-            assert_eq!(
-                block.id(),
-                id,
-                "node {i}: block id is not its header's hash"
-            );
-            let commit = cl.commit(h).await.expect("commit");
-            commit
-                .verify("consort-test", &set, Height(h), &id)
-                .unwrap_or_else(|e| panic!("node {i} commit {h}: {e}"));
-            ids.insert(id);
-        }
-        assert_eq!(ids.len(), 1, "fork at height {h}: {ids:?}");
-    }
-}
-
 /// Evidence committed on node `i`, with the heights of the blocks carrying it.
 async fn committed_evidence(c: &Cluster, i: usize) -> Vec<(Height, Evidence)> {
     let Some(cl) = c.client(i).await else {
@@ -198,7 +171,7 @@ async fn n4f1_byzantine_validator_is_recorded_and_cut_off() {
 
     // Identical blocks at every height, and each equivocation committed once.
     let top = min_height(&c, &HONEST).await;
-    assert_same_chain(&c, &HONEST, 1, top).await;
+    c.assert_same_chain(&HONEST, 1, top).await;
     let all = committed_evidence(&c, 0).await;
     let hashes: HashSet<_> = all.iter().map(|(_, e)| e.hash()).collect();
     assert_eq!(hashes.len(), all.len(), "evidence committed twice: {all:?}");

@@ -3,40 +3,12 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use common::Cluster;
 use consort::config::read_key;
-use consort::types::Height;
 
 const LONG: Duration = Duration::from_secs(120);
-
-/// The block ids every node reports for heights 1..=to; panics on a fork.
-async fn assert_same_chain(c: &Cluster, which: &[usize], to: u64) {
-    let first = c.client(which[0]).await.expect("client");
-    let set = consort::types::ValidatorSet::new(first.validators().await.expect("validators"))
-        .expect("validator set");
-    for h in 1..=to {
-        let mut ids = HashSet::new();
-        for &i in which {
-            let cl = c.client(i).await.expect("client");
-            let (block, id) = cl.block(h).await.expect("block");
-            assert_eq!(block.header.height, Height(h));
-            assert_eq!(
-                block.id(),
-                id,
-                "node {i} reports a block id that is not its header's hash"
-            );
-            let commit = cl.commit(h).await.expect("commit");
-            commit
-                .verify("consort-test", &set, Height(h), &id)
-                .unwrap_or_else(|e| panic!("node {i} commit {h}: {e}"));
-            ids.insert(id);
-        }
-        assert_eq!(ids.len(), 1, "fork at height {h}: {ids:?}");
-    }
-}
 
 async fn total_evidence(c: &Cluster, which: &[usize]) -> f64 {
     let mut total = 0.0;
@@ -52,7 +24,7 @@ async fn n4_reach_height_20_with_identical_blocks() {
     c.start_all();
     let ok = c.wait_height(&[0, 1, 2, 3], 20, LONG).await;
     assert!(ok, "not every node reached height 20\n{}", c.logs());
-    assert_same_chain(&c, &[0, 1, 2, 3], 20).await;
+    c.assert_same_chain(&[0, 1, 2, 3], 1, 20).await;
     assert_eq!(total_evidence(&c, &[0, 1, 2, 3]).await, 0.0);
 }
 
@@ -103,12 +75,8 @@ async fn n4f1_kill9_then_restart_catches_up_and_votes_again() {
     );
 
     let latest = c.height(0).await.expect("height");
-    assert_same_chain(
-        &c,
-        &[0, 1, 2, 3],
-        latest.min(c.height(3).await.unwrap_or(0)),
-    )
-    .await;
+    c.assert_same_chain(&[0, 1, 2, 3], 1, latest.min(c.height(3).await.unwrap_or(0)))
+        .await;
     // No validator signed two conflicting votes: nobody saw an equivocation.
     assert_eq!(total_evidence(&c, &[0, 1, 2, 3]).await, 0.0, "{}", c.logs());
 }
@@ -144,7 +112,7 @@ async fn n4_two_down_halts_then_resumes() {
         "commits did not resume\n{}",
         c.logs()
     );
-    assert_same_chain(&c, &[0, 1, 2, 3], h2 + 5).await;
+    c.assert_same_chain(&[0, 1, 2, 3], 1, h2 + 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -757,7 +757,7 @@ impl Consensus {
 mod simulator_regressions {
     use super::*;
     use crate::consensus::params::Timeouts;
-    use crate::types::{Hash, Header, Validator};
+    use crate::types::{Hash, Header};
 
     const CHAIN: &str = "c";
 
@@ -771,16 +771,7 @@ mod simulator_regressions {
     }
 
     fn set(keys: &[Keypair]) -> ValidatorSet {
-        ValidatorSet::new(
-            keys.iter()
-                .map(|k| Validator {
-                    public_key: k.public(),
-                    power: 1,
-                    name: String::new(),
-                })
-                .collect(),
-        )
-        .unwrap()
+        ValidatorSet::equal_power(keys)
     }
 
     fn machine(keys: &[Keypair], us: usize, restored: Option<PersistedState>) -> Consensus {

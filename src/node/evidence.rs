@@ -257,24 +257,14 @@ impl Actor {
 mod tests {
     use super::*;
     use crate::storage::MemStore;
-    use crate::types::{Keypair, Round, Timestamp, Validator, Vote, VoteType};
+    use crate::types::{Keypair, Round, Timestamp, Vote, VoteType};
 
     fn keys() -> Vec<Keypair> {
         (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect()
     }
 
     fn set() -> ValidatorSet {
-        ValidatorSet::new(
-            keys()
-                .iter()
-                .map(|k| Validator {
-                    public_key: k.public(),
-                    power: 1,
-                    name: String::new(),
-                })
-                .collect(),
-        )
-        .unwrap()
+        ValidatorSet::equal_power(&keys())
     }
 
     fn vote(k: &Keypair, t: VoteType, h: u64, r: u32, id: &[u8]) -> Vote {

@@ -182,21 +182,12 @@ impl Actor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Height, Keypair, Timestamp, Validator};
+    use crate::types::{Height, Keypair, Timestamp};
 
     #[test]
     fn bitmap_marks_voters_by_index() {
         let keys: Vec<Keypair> = (1..=10u8).map(|i| Keypair::from_seed([i; 32])).collect();
-        let set = ValidatorSet::new(
-            keys.iter()
-                .map(|k| Validator {
-                    public_key: k.public(),
-                    power: 1,
-                    name: String::new(),
-                })
-                .collect(),
-        )
-        .unwrap();
+        let set = ValidatorSet::equal_power(&keys);
         let votes: Vec<Vote> = [0usize, 9]
             .iter()
             .map(|i| {

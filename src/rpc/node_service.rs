@@ -226,18 +226,11 @@ impl NodeApi {
 mod tests {
     use super::*;
     use crate::storage::{EvidenceStore, MemStore};
-    use crate::types::{
-        DuplicateVote, Evidence, Hash, Keypair, Round, Timestamp, Validator, Vote, VoteType,
-    };
+    use crate::types::{DuplicateVote, Evidence, Hash, Keypair, Round, Timestamp, Vote, VoteType};
 
     fn api_with_evidence(n: u64) -> NodeApi {
         let k = Keypair::from_seed([1; 32]);
-        let set = ValidatorSet::new(vec![Validator {
-            public_key: k.public(),
-            power: 1,
-            name: String::new(),
-        }])
-        .unwrap();
+        let set = ValidatorSet::equal_power([&k]);
         let store = MemStore::new();
         for h in 1..=n {
             let v = |id: &[u8]| {

@@ -92,17 +92,12 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Height, Keypair, Round, Timestamp, Validator, VoteType};
+    use crate::types::{Height, Keypair, Round, Timestamp, VoteType};
 
     #[test]
     fn pairs_only_conflicting_votes() {
         let k = Keypair::from_seed([1; 32]);
-        let set = ValidatorSet::new(vec![Validator {
-            public_key: k.public(),
-            power: 1,
-            name: String::new(),
-        }])
-        .unwrap();
+        let set = ValidatorSet::equal_power([&k]);
         let vote = |id: Option<Hash>, round: u32| {
             Vote::new_signed(
                 &k,

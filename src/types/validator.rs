@@ -40,6 +40,23 @@ impl PartialEq for ValidatorSet {
 impl Eq for ValidatorSet {}
 
 impl ValidatorSet {
+    /// A set of the given keys, each with power 1 (test fixtures).
+    #[cfg(test)]
+    pub(crate) fn equal_power<'a>(
+        keys: impl IntoIterator<Item = &'a crate::types::Keypair>,
+    ) -> ValidatorSet {
+        ValidatorSet::new(
+            keys.into_iter()
+                .map(|k| Validator {
+                    public_key: k.public(),
+                    power: 1,
+                    name: String::new(),
+                })
+                .collect(),
+        )
+        .expect("distinct keys")
+    }
+
     /// Builds a set: at least one validator, no duplicate key, every power at least
     /// 1, total at most [`MAX_TOTAL_POWER`].
     pub fn new(mut validators: Vec<Validator>) -> Result<ValidatorSet, TypesError> {

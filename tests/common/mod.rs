@@ -239,6 +239,34 @@ impl Cluster {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
     }
+
+    /// Asserts that every node in `which` stores the same block at each height
+    /// of `from..=to`, whose id is its header's hash, with a commit that
+    /// verifies against the validator set; panics on a fork.
+    pub async fn assert_same_chain(&self, which: &[usize], from: u64, to: u64) {
+        let first = self.client(which[0]).await.expect("client");
+        let set = consort::types::ValidatorSet::new(first.validators().await.expect("validators"))
+            .expect("validator set");
+        for h in from..=to {
+            let mut ids = std::collections::HashSet::new();
+            for &i in which {
+                let cl = self.client(i).await.expect("client");
+                let (block, id) = cl.block(h).await.expect("block");
+                assert_eq!(block.header.height, consort::types::Height(h));
+                assert_eq!(
+                    block.id(),
+                    id,
+                    "node {i} reports a block id that is not its header's hash"
+                );
+                let commit = cl.commit(h).await.expect("commit");
+                commit
+                    .verify("consort-test", &set, consort::types::Height(h), &id)
+                    .unwrap_or_else(|e| panic!("node {i} commit {h}: {e}"));
+                ids.insert(id);
+            }
+            assert_eq!(ids.len(), 1, "fork at height {h}: {ids:?}");
+        }
+    }
 }
 
 impl Drop for Cluster {
