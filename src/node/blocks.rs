@@ -253,13 +253,8 @@ impl BlockRules {
         {
             let checked = if last_commit_signatures {
                 c.verify(&self.chain_id, &self.set, prev, &prev_id)
-            } else if c.height != prev || c.block_id != prev_id {
-                Err(crate::types::CommitError::WrongBlock {
-                    expected: prev_id,
-                    got: c.block_id,
-                })
             } else {
-                c.check_signers(&self.set)
+                c.check_certifies(&self.set, prev, &prev_id)
             };
             checked.map_err(|e| Self::invalid(height, format!("last commit: {e}")))?;
         }
@@ -313,7 +308,7 @@ mod tests {
     use super::*;
     use crate::app::ledger::Ledger;
     use crate::storage::{BlockStore, EvidenceStore, MemStore};
-    use crate::types::{DuplicateVote, Keypair, Round, Validator, Vote, VoteType};
+    use crate::types::{DuplicateVote, Keypair, Round, Vote, VoteType};
 
     const CHAIN: &str = "c";
 
@@ -323,17 +318,7 @@ mod tests {
 
     /// Rules over a fresh store and ledger, and the store.
     fn rules() -> (BlockRules, MemStore) {
-        let set = ValidatorSet::new(
-            keys()
-                .iter()
-                .map(|k| Validator {
-                    public_key: k.public(),
-                    power: 1,
-                    name: String::new(),
-                })
-                .collect(),
-        )
-        .unwrap();
+        let set = ValidatorSet::equal_power(&keys());
         let store = MemStore::new();
         let app = Ledger::open(CHAIN, store.state_backend(), &[]).unwrap();
         let rules = BlockRules::new(

@@ -146,6 +146,19 @@ impl Commit {
         height: Height,
         block_id: &BlockId,
     ) -> Result<(), CommitError> {
+        self.check_certifies(set, height, block_id)?;
+        self.check_signatures(chain_id)
+    }
+
+    /// Everything [`Commit::verify`] checks but the signatures themselves: the
+    /// height, the block, and the signers (validators, once each, more than
+    /// 2/3 of the power).
+    pub fn check_certifies(
+        &self,
+        set: &ValidatorSet,
+        height: Height,
+        block_id: &BlockId,
+    ) -> Result<(), CommitError> {
         if self.height != height {
             return Err(CommitError::WrongHeight {
                 expected: height,
@@ -158,21 +171,26 @@ impl Commit {
                 got: self.block_id,
             });
         }
-        self.verify_signatures(chain_id, set)
+        self.check_signers(set)
     }
 
     /// Like [`Commit::verify`] without the expected height and block: checks only
     /// that the commit is a valid certificate of its own block.
     pub fn verify_signatures(&self, chain_id: &str, set: &ValidatorSet) -> Result<(), CommitError> {
         self.check_signers(set)?;
+        self.check_signatures(chain_id)
+    }
+
+    /// Verifies every signature, in one batch.
+    fn check_signatures(&self, chain_id: &str) -> Result<(), CommitError> {
         let msgs = self.signed_messages(chain_id);
-        let items = self.signed_items(&msgs);
-        verify_batch(&items).map_err(|i| CommitError::BadSignature(self.signatures[i].validator))
+        verify_batch(&self.signed_items(&msgs))
+            .map_err(|i| CommitError::BadSignature(self.signatures[i].validator))
     }
 
     /// Every signer is a validator and appears once, and they hold more than
     /// 2/3 of the power. The signatures themselves are not checked.
-    pub fn check_signers(&self, set: &ValidatorSet) -> Result<(), CommitError> {
+    fn check_signers(&self, set: &ValidatorSet) -> Result<(), CommitError> {
         let mut seen = HashSet::with_capacity(self.signatures.len());
         let mut power: u64 = 0;
         for s in &self.signatures {
@@ -237,21 +255,7 @@ pub fn verify_commits(
 ) -> Vec<Result<(), CommitError>> {
     let mut verdicts: Vec<Result<(), CommitError>> = commits
         .iter()
-        .map(|(c, height, block_id)| {
-            if c.height != *height {
-                return Err(CommitError::WrongHeight {
-                    expected: *height,
-                    got: c.height,
-                });
-            }
-            if &c.block_id != block_id {
-                return Err(CommitError::WrongBlock {
-                    expected: *block_id,
-                    got: c.block_id,
-                });
-            }
-            c.check_signers(set)
-        })
+        .map(|(c, height, block_id)| c.check_certifies(set, *height, block_id))
         .collect();
     let msgs: Vec<Vec<Vec<u8>>> = commits
         .iter()
@@ -270,10 +274,9 @@ pub fn verify_commits(
         .flat_map(|((c, _, _), m)| c.signed_items(m))
         .collect();
     if verify_batch(&items).is_err() {
-        for (((c, _, _), m), v) in commits.iter().zip(&msgs).zip(verdicts.iter_mut()) {
+        for ((c, _, _), v) in commits.iter().zip(verdicts.iter_mut()) {
             if v.is_ok() {
-                *v = verify_batch(&c.signed_items(m))
-                    .map_err(|i| CommitError::BadSignature(c.signatures[i].validator));
+                *v = c.check_signatures(chain_id);
             }
         }
     }
