@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::pool::{PoolSpec, accounts_for, presign};
+use super::pool::accounts_for;
 use super::resources::Tracker;
 use super::throughput::{base_report, drive, setup, summarize};
 use super::{BenchConfig, BenchError, Report, Target};
@@ -126,22 +126,7 @@ pub async fn run_sync(cfg: &BenchConfig) -> Result<Report, BenchError> {
         },
     )
     .await?;
-    if cfg.progress {
-        eprintln!(
-            "signing {count} transactions of {} bytes from {accounts} accounts",
-            cfg.tx_bytes
-        );
-    }
-    let spec = PoolSpec {
-        chain_id: d.chain_id.clone(),
-        count,
-        tx_bytes: cfg.tx_bytes,
-        distinct_records: true,
-    };
-    let keys = d.keys.clone();
-    let pool = tokio::task::spawn_blocking(move || presign(&spec, &keys, 0))
-        .await
-        .map_err(|e| BenchError::Setup(format!("signing failed: {e}")))?;
+    let pool = d.sign_pool(cfg, count, accounts, true).await?;
     if cfg.progress {
         eprintln!("building the state: {count} records");
     }

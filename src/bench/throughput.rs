@@ -42,6 +42,35 @@ pub struct Driven {
     pub timeouts: String,
 }
 
+impl Driven {
+    /// Signs `count` transactions of `cfg.tx_bytes` from the funded accounts,
+    /// off the runtime's threads, before any timed window.
+    pub async fn sign_pool(
+        &self,
+        cfg: &BenchConfig,
+        count: usize,
+        accounts: usize,
+        distinct_records: bool,
+    ) -> Result<PreSigned, BenchError> {
+        if cfg.progress {
+            eprintln!(
+                "signing {count} transactions of {} bytes from {accounts} accounts",
+                cfg.tx_bytes
+            );
+        }
+        let spec = PoolSpec {
+            chain_id: self.chain_id.clone(),
+            count,
+            tx_bytes: cfg.tx_bytes,
+            distinct_records,
+        };
+        let keys = self.keys.clone();
+        tokio::task::spawn_blocking(move || presign(&spec, &keys, 0))
+            .await
+            .map_err(|e| BenchError::Setup(format!("signing failed: {e}")))
+    }
+}
+
 /// Starts (or connects to) the network of `cfg` with `accounts` funded
 /// accounts; `members` extra local member homes are generated but not started,
 /// and `adjust`/`edit` tune the local spec and node configs.
@@ -486,23 +515,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
     let pool = if idle {
         None
     } else {
-        if cfg.progress {
-            eprintln!(
-                "signing {count} transactions of {} bytes from {accounts} accounts",
-                cfg.tx_bytes
-            );
-        }
-        let spec = PoolSpec {
-            chain_id: d.chain_id.clone(),
-            count,
-            tx_bytes: cfg.tx_bytes,
-            distinct_records: false,
-        };
-        let keys = d.keys.clone();
-        let p = tokio::task::spawn_blocking(move || presign(&spec, &keys, 0))
-            .await
-            .map_err(|e| BenchError::Setup(format!("signing failed: {e}")))?;
-        Some(Arc::new(p))
+        Some(Arc::new(d.sign_pool(cfg, count, accounts, false).await?))
     };
     if cfg.progress {
         eprintln!(
