@@ -74,6 +74,14 @@ impl Drop for PanicGuard<'_> {
     }
 }
 
+/// A copy of `bytes` in an allocation of its own. Decoded messages hand out
+/// slices of their receive buffer (an 8 KiB gRPC request buffer, a gossip frame
+/// of up to 4 MiB), and a slice keeps the whole buffer alive: a pool of 50,000
+/// waiting transactions held that way pinned over 400 MB.
+fn owned(bytes: Bytes) -> Bytes {
+    Bytes::copy_from_slice(&bytes)
+}
+
 impl From<AppError> for SubmitError {
     fn from(e: AppError) -> SubmitError {
         match e {
@@ -135,6 +143,7 @@ impl TxPool {
     /// batch instead of per transaction, and an account's submissions keep
     /// their order.
     pub async fn admit(self: &Arc<Self>, bytes: Bytes) -> Result<Hash, SubmitError> {
+        let bytes = owned(bytes);
         let (reply, answer) = oneshot::channel();
         let start = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -199,6 +208,7 @@ impl TxPool {
     /// Admits transactions gossiped by a peer; returns how many were refused
     /// for being invalid (duplicates and a full pool are not the peer's fault).
     pub fn submit_from_peer(&self, txs: Vec<Bytes>, relay: bool) -> usize {
+        let txs: Vec<Bytes> = txs.into_iter().map(owned).collect();
         self.app.preverify(&txs);
         let mut invalid = 0;
         for tx in txs {
