@@ -29,8 +29,9 @@
 //!   database closes, and every durable write still flushes explicitly.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use super::StorageError;
@@ -107,44 +108,65 @@ struct Handles<const F: usize> {
 /// One sled database, shared by threads through a pool of handles.
 pub(super) struct SledEngine<const F: usize> {
     path: PathBuf,
+    options: SledOptions,
+    /// Held shared by every operation and exclusively by a reopen, which so
+    /// finds every handle back in the pool.
+    gate: RwLock<()>,
     /// Cloned whenever the pool is empty. Holds the `Db`, whose drop (with the
-    /// last handle) flushes and closes the database.
-    template: Mutex<(sled::Db<F>, Handles<F>)>,
+    /// last handle) flushes and closes the database. `None` only if a reopen
+    /// failed: every later operation then fails.
+    template: Mutex<Option<(sled::Db<F>, Handles<F>)>>,
     /// Handles not in use. It grows to the number of threads that ever used the
     /// store at once and never shrinks, so that a clone is made rarely.
     /// Boxed: a set is seven sled trees, hundreds of bytes, and moving it in
     /// and out of the pool on every read showed in profiles as memcpy.
     idle: Mutex<Vec<Box<Handles<F>>>>,
+    /// Estimated bytes of leaves written since the database was opened: what
+    /// sled holds in memory until it is closed (see [`REOPEN_CHARGE_PER_WRITE`]).
+    written: AtomicUsize,
+    /// Reopens so far.
+    reopens: AtomicU64,
 }
+
+/// What one written entry is charged on top of its bytes towards a reopen: a
+/// share of the leaf it dirties (a state leaf holds 64 entries of a few hundred
+/// bytes, and random writes dirty a whole leaf each).
+///
+/// sled 1.0.0-alpha.124 never pages out a leaf it wrote: after a flush a
+/// leaf's `max_unflushed_epoch` stays set, so eviction defers it to a flush of
+/// that epoch, which has passed. Whatever the cache size, every leaf written
+/// since the database was opened stays in memory (measured: appending 1 GiB of
+/// 300 KB values with a 32 MiB cache and a flush after each, the process grew
+/// to 1.1 GB; closing and reopening every 150 MB held it at 141 MB, each
+/// reopen taking 10-20 ms). So the engine closes and reopens its database,
+/// right after a flush, once that much has been written; leaves read back
+/// later are clean and obey the cache size.
+const REOPEN_CHARGE_PER_WRITE: usize = 2048;
 
 impl<const F: usize> SledEngine<F> {
     fn open(dir: &Path, options: &SledOptions) -> Result<SledEngine<F>, StorageError> {
-        let sled_err = |op| {
-            let path = dir.to_path_buf();
-            move |source| StorageError::Sled { op, path, source }
-        };
-        let db = open_db::<F>(dir, options)?;
-        let open = |t: TreeId| db.open_tree(t.name()).map_err(sled_err("open tree"));
-        let handles = Handles {
-            trees: [
-                open(TreeId::ALL[0])?,
-                open(TreeId::ALL[1])?,
-                open(TreeId::ALL[2])?,
-                open(TreeId::ALL[3])?,
-                open(TreeId::ALL[4])?,
-                open(TreeId::ALL[5])?,
-                open(TreeId::ALL[6])?,
-            ],
-        };
+        let (db, handles) = open_with_handles::<F>(dir, options)?;
         Ok(SledEngine {
             path: dir.to_path_buf(),
+            options: options.clone(),
+            gate: RwLock::new(()),
             idle: Mutex::new(vec![Box::new(handles.clone())]),
-            template: Mutex::new((db, handles)),
+            template: Mutex::new(Some((db, handles))),
+            written: AtomicUsize::new(0),
+            reopens: AtomicU64::new(0),
         })
     }
 
+    fn closed(&self) -> StorageError {
+        StorageError::OpenFailed {
+            path: self.path.clone(),
+            reason: "the database could not be reopened; see the earlier error".into(),
+        }
+    }
+
     /// Runs `f` on a handle that no other thread uses meanwhile.
-    fn with<R>(&self, f: impl FnOnce(&Handles<F>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&Handles<F>) -> R) -> Result<R, StorageError> {
+        let _shared = self.gate.read().unwrap_or_else(PoisonError::into_inner);
         let pooled = self
             .idle
             .lock()
@@ -152,20 +174,17 @@ impl<const F: usize> SledEngine<F> {
             .pop();
         let handles = match pooled {
             Some(h) => h,
-            None => Box::new(
-                self.template
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .1
-                    .clone(),
-            ),
+            None => match &*self.template.lock().unwrap_or_else(PoisonError::into_inner) {
+                Some((_, h)) => Box::new(h.clone()),
+                None => return Err(self.closed()),
+            },
         };
         let r = f(&handles);
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(handles);
-        r
+        Ok(r)
     }
 
     /// Runs `f` on `tree`, mapping sled's error to one that says what and where.
@@ -175,13 +194,87 @@ impl<const F: usize> SledEngine<F> {
         op: &'static str,
         f: impl FnOnce(&sled::Tree<F>) -> std::io::Result<R>,
     ) -> Result<R, StorageError> {
-        self.with(|h| f(&h.trees[tree.index()]))
+        self.with(|h| f(&h.trees[tree.index()]))?
             .map_err(|source| StorageError::Sled {
                 op,
                 path: self.path.clone(),
                 source,
             })
     }
+
+    /// Counts `entries` writes of `bytes` in all towards the next reopen.
+    fn charge(&self, entries: usize, bytes: usize) {
+        self.written.fetch_add(
+            bytes.saturating_add(entries.saturating_mul(REOPEN_CHARGE_PER_WRITE)),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Closes and reopens the database if enough was written since it was
+    /// opened (see [`REOPEN_CHARGE_PER_WRITE`]). Called right after a flush, so
+    /// the close has (almost) nothing left to write.
+    fn reopen_if_due(&self) -> Result<(), StorageError> {
+        let limit = self.options.cache_capacity_bytes.max(MIN_REOPEN_BYTES);
+        if self.written.load(Ordering::Relaxed) < limit {
+            return Ok(());
+        }
+        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        if self.written.load(Ordering::Relaxed) < limit {
+            return Ok(()); // another thread reopened it meanwhile
+        }
+        let started = Instant::now();
+        // Every handle is in the pool (the gate is held exclusively): dropping
+        // them and the template closes the database, flushing what is left.
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        let mut template = self.template.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(template.take());
+        let (db, handles) = open_with_handles::<F>(&self.path, &self.options)?;
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(handles.clone()));
+        *template = Some((db, handles));
+        let written = self.written.swap(0, Ordering::Relaxed);
+        self.reopens.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            path = %self.path.display(),
+            written_mb = written >> 20,
+            took_ms = started.elapsed().as_millis() as u64,
+            "reopened the database to release the leaves it wrote"
+        );
+        Ok(())
+    }
+}
+
+/// Least estimated bytes written between two reopens, whatever the cache size.
+const MIN_REOPEN_BYTES: usize = 16 << 20;
+
+/// Opens the database in `dir` and a handle to each of its trees.
+fn open_with_handles<const F: usize>(
+    dir: &Path,
+    options: &SledOptions,
+) -> Result<(sled::Db<F>, Handles<F>), StorageError> {
+    let sled_err = |op| {
+        let path = dir.to_path_buf();
+        move |source| StorageError::Sled { op, path, source }
+    };
+    let db = open_db::<F>(dir, options)?;
+    let open = |t: TreeId| db.open_tree(t.name()).map_err(sled_err("open tree"));
+    let handles = Handles {
+        trees: [
+            open(TreeId::ALL[0])?,
+            open(TreeId::ALL[1])?,
+            open(TreeId::ALL[2])?,
+            open(TreeId::ALL[3])?,
+            open(TreeId::ALL[4])?,
+            open(TreeId::ALL[5])?,
+            open(TreeId::ALL[6])?,
+        ],
+    };
+    Ok((db, handles))
 }
 
 /// Name of the thread that opens a database.
@@ -276,6 +369,7 @@ impl<const F: usize> Engine for SledEngine<F> {
     }
 
     fn insert(&self, tree: TreeId, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.charge(1, key.len() + value.len());
         self.on(tree, "insert", |t| t.insert(key, value).map(drop))
     }
 
@@ -284,6 +378,7 @@ impl<const F: usize> Engine for SledEngine<F> {
         for k in keys {
             batch.remove(k.as_slice());
         }
+        self.charge(keys.len(), keys.iter().map(Vec::len).sum());
         self.on(tree, "apply batch", |t| t.apply_batch(batch))
     }
 
@@ -295,6 +390,11 @@ impl<const F: usize> Engine for SledEngine<F> {
                 None => batch.remove(k.as_slice()),
             }
         }
+        let bytes = ops
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.charge(ops.len(), bytes);
         self.on(tree, "apply batch", |t| t.apply_batch(batch))
     }
 
@@ -352,7 +452,8 @@ impl<const F: usize> Engine for SledEngine<F> {
 
     fn flush(&self) -> Result<(), StorageError> {
         // A flush covers the whole database, whichever tree it is called on.
-        self.on(TreeId::Blocks, "flush", |t| t.flush().map(drop))
+        self.on(TreeId::Blocks, "flush", |t| t.flush().map(drop))?;
+        self.reopen_if_due()
     }
 }
 
@@ -405,17 +506,22 @@ impl SledStore {
         self.inner.engine.flush()
     }
 
+    /// Times the two databases were closed and reopened to release the leaves
+    /// sled keeps of what it wrote (see `REOPEN_CHARGE_PER_WRITE`).
+    pub fn reopens(&self) -> u64 {
+        self.inner.engine.reopens.load(Ordering::Relaxed)
+            + self.aux.engine.reopens.load(Ordering::Relaxed)
+    }
+
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StorageError> {
-        let template = self
-            .inner
-            .engine
+        let engine = &self.inner.engine;
+        let template = engine
             .template
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        template
-            .0
-            .size_on_disk()
+        let (db, _) = template.as_ref().ok_or_else(|| engine.closed())?;
+        db.size_on_disk()
             .map_err(|e| StorageError::io("measure", self.path(), e))
     }
 
