@@ -326,6 +326,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
     }
 
     // State sync, for a node with no history.
+    let mut restored = None;
     if cfg.sync.state_sync && store.latest_height().0 == 0 {
         status.sync_phase = SyncPhase::StateSync;
         let _ = status_tx.send(status.clone());
@@ -345,7 +346,10 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         let mut stop = shutdown_rx.clone();
         tokio::select! {
             r = sync => {
-                r.map_err(|e| NodeError::Inconsistent(e.to_string()))?;
+                let outcome = r.map_err(|e| NodeError::Inconsistent(e.to_string()))?;
+                if let crate::sync::state_sync::Outcome::Restored { state, .. } = outcome {
+                    restored = Some(*state);
+                }
             }
             _ = stop.wait_for(|s| *s) => {
                 return Err(NodeError::Inconsistent("stopped during state sync".into()));
@@ -354,11 +358,11 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         status.sync_phase = SyncPhase::BlockSync;
     }
 
-    let app: Arc<dyn Application> = Arc::new(Ledger::open(
-        &genesis.chain_id,
-        state_backend,
-        &genesis.accounts,
-    )?);
+    let ledger = match restored {
+        Some(state) => Ledger::with_state(&genesis.chain_id, state, &genesis.accounts)?,
+        None => Ledger::open(&genesis.chain_id, state_backend, &genesis.accounts)?,
+    };
+    let app: Arc<dyn Application> = Arc::new(ledger);
     replay_app(store.as_ref(), app.as_ref())?;
     store.index_missing_txs()?;
     store.index_missing_evidence()?;

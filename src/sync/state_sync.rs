@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use super::progress::Progress;
 use super::snapshot::{Manifest, verify_chunk};
-use crate::app::state::{Change, CommittedState, StateBackend};
+use crate::app::state::{Change, CommittedState, PreparedChanges, StateBackend};
 use crate::codec::{Wire, encode_outcome};
 use crate::pb;
 use crate::pb::node_service_client::NodeServiceClient;
@@ -64,12 +64,15 @@ pub enum StateSyncError {
 }
 
 /// How state sync ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The state of `height` is restored and its block stored.
     Restored {
         /// The restored height.
         height: Height,
+        /// The restored state, opened (its root checked against the signed
+        /// header): the node starts from it instead of reading every entry
+        /// back a second time.
+        state: Box<CommittedState>,
     },
     /// No server offers a snapshot: sync blocks from genesis.
     NoSnapshot,
@@ -251,11 +254,11 @@ pub async fn run(
 
     // Every entry written: the root recomputed from them must be the signed one.
     let b = backend.clone();
-    let root =
-        tokio::task::spawn_blocking(move || CommittedState::open(b).map(|s| s.committed().1))
-            .await
-            .map_err(|e| StateSyncError::Storage(e.to_string()))?
-            .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    let state = tokio::task::spawn_blocking(move || CommittedState::open(b))
+        .await
+        .map_err(|e| StateSyncError::Storage(e.to_string()))?
+        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    let root = state.committed().1;
     if root != target.header.app_hash {
         // Chunks were checked one by one, so this means local corruption: start over.
         let _ = store.meta.meta_put(TARGET_KEY, &[]);
@@ -273,8 +276,14 @@ pub async fn run(
             height,
             reason: "no server served the block of the snapshot height".into(),
         })?;
-    backend
-        .apply(height, &[] as &[Change])
+    // No change of entries: only the applied height, in the state and on disk.
+    let none = PreparedChanges {
+        changes: Vec::new(),
+        buckets: Default::default(),
+        root,
+    };
+    state
+        .apply(height, &none)
         .and_then(|_| backend.flush())
         .map_err(|e| StateSyncError::Storage(e.to_string()))?;
     store
@@ -284,7 +293,10 @@ pub async fn run(
     store.meta.meta_put(TARGET_KEY, &[]).map_err(storage)?;
     progress.finish_state_sync();
     info!(%height, root = %root, "state restored from snapshot");
-    Ok(Outcome::Restored { height })
+    Ok(Outcome::Restored {
+        height,
+        state: Box::new(state),
+    })
 }
 
 /// The snapshot to restore: the one an interrupted restore was working on, or

@@ -56,6 +56,16 @@ impl Ledger {
         genesis: &[GenesisAccount],
     ) -> Result<Ledger, AppError> {
         let state = CommittedState::open(backend).map_err(internal)?;
+        Ledger::with_state(chain_id, state, genesis)
+    }
+
+    /// The ledger over a state already opened (by state sync, which checked
+    /// its root). An empty state is initialized with the genesis accounts.
+    pub fn with_state(
+        chain_id: &str,
+        state: CommittedState,
+        genesis: &[GenesisAccount],
+    ) -> Result<Ledger, AppError> {
         let ledger = Ledger {
             chain_id: chain_id.to_string(),
             state,
