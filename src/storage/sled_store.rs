@@ -27,6 +27,10 @@
 //!   therefore opened in background mode with an interval that never elapses
 //!   ([`NEVER_MS`]): drops cost nothing, sled's thread flushes only when the
 //!   database closes, and every durable write still flushes explicitly.
+//! - A leaf sled wrote is never paged out again, whatever the cache size: the
+//!   engine closes and reopens the database right after a flush once enough
+//!   was written (see `REOPEN_CHARGE_PER_WRITE`). The close waits for sled's
+//!   thread to flush what is left and release the directory lock.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
