@@ -124,6 +124,8 @@ pub struct MemStore {
     inner: Arc<KvStore<MemEngine>>,
     /// The same trees: in memory there is no reason to split them.
     aux: Arc<KvStore<MemEngine>>,
+    /// The same trees again (snapshots).
+    snaps: Arc<KvStore<MemEngine>>,
 }
 
 impl MemStore {
@@ -132,6 +134,7 @@ impl MemStore {
         let inner = Arc::new(KvStore::new_empty(MemEngine::default()));
         MemStore {
             aux: inner.clone(),
+            snaps: inner.clone(),
             inner,
         }
     }

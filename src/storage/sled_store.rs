@@ -65,9 +65,11 @@ const ZSTD_LEVEL: i32 = 1;
 /// overflows the clock.
 const NEVER_MS: usize = usize::MAX;
 
-/// Entries per leaf of the second database, which holds the application state,
-/// the transaction index and snapshots: many small entries written at random
-/// places, where a wide leaf keeps sled's per-leaf index small.
+/// Entries per leaf of the second database, which holds the application state
+/// and the transaction and evidence indexes: many small entries written at
+/// random places, where a wide leaf keeps sled's per-leaf index small.
+/// (Snapshot chunks, megabytes each, live in a third database with the block
+/// log's fanout.)
 const STATE_FANOUT: usize = 64;
 
 /// Settings of a [`SledStore`].
@@ -461,15 +463,21 @@ impl<const F: usize> Engine for SledEngine<F> {
     }
 }
 
-/// The node's store on disk, in two sled databases under one directory:
+/// The node's store on disk, in three sled databases under one directory:
 ///
 /// - `log/`: blocks with their commits and state deltas, the consensus WAL and
 ///   metadata. Every block append is one write and one flush (fsync): the
 ///   durable commit of a block never waits on random writes.
-/// - `state/`: the application state, the transaction and evidence indexes and
-///   snapshots. It is derived from the log, written without waiting for the
-///   disk and flushed at checkpoints ([`SledStore::flush_state`]); after a crash whatever it lost
-///   is rebuilt from the log.
+/// - `state/`: the application state and the transaction and evidence indexes.
+///   It is derived from the log, written without waiting for the disk and
+///   flushed at checkpoints ([`SledStore::flush_state`]); after a crash
+///   whatever it lost is rebuilt from the log.
+/// - `snapshots/`: snapshot chunks and manifests, each manifest flushed after
+///   its chunks. Apart from the state because a chunk is megabytes and sled
+///   reads and writes whole leaves: in the state's 64-entry leaves one chunk
+///   read paged in up to 64 chunks (hundreds of MB), here at most 4; and its
+///   flushes no longer flush the state database (which must never be
+///   durable ahead of the block log).
 ///
 /// Clones share the databases; they are closed (and flushed) when the last clone
 /// drops.
@@ -477,6 +485,7 @@ impl<const F: usize> Engine for SledEngine<F> {
 pub struct SledStore {
     inner: Arc<KvStore<SledEngine<LEAF_FANOUT>>>,
     aux: Arc<KvStore<SledEngine<STATE_FANOUT>>>,
+    snaps: Arc<KvStore<SledEngine<LEAF_FANOUT>>>,
 }
 
 impl SledStore {
@@ -489,9 +498,11 @@ impl SledStore {
     pub fn open_with(dir: &Path, options: &SledOptions) -> Result<SledStore, StorageError> {
         let engine = SledEngine::<LEAF_FANOUT>::open(&dir.join("log"), options)?;
         let aux = SledEngine::<STATE_FANOUT>::open(&dir.join("state"), options)?;
+        let snaps = SledEngine::<LEAF_FANOUT>::open(&dir.join("snapshots"), options)?;
         Ok(SledStore {
             inner: Arc::new(KvStore::open(engine)?),
             aux: Arc::new(KvStore::new_empty(aux)),
+            snaps: Arc::new(KvStore::new_empty(snaps)),
         })
     }
 
@@ -510,11 +521,12 @@ impl SledStore {
         self.inner.engine.flush()
     }
 
-    /// Times the two databases were closed and reopened to release the leaves
+    /// Times the databases were closed and reopened to release the leaves
     /// sled keeps of what it wrote (see `REOPEN_CHARGE_PER_WRITE`).
     pub fn reopens(&self) -> u64 {
         self.inner.engine.reopens.load(Ordering::Relaxed)
             + self.aux.engine.reopens.load(Ordering::Relaxed)
+            + self.snaps.engine.reopens.load(Ordering::Relaxed)
     }
 
     /// Bytes the database takes on disk.

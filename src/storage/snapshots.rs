@@ -116,7 +116,7 @@ macro_rules! impl_snapshots {
                 index: u32,
                 chunk: &[u8],
             ) -> Result<(), $crate::storage::StorageError> {
-                self.aux.put_snapshot_chunk(height, index, chunk)
+                self.snaps.put_snapshot_chunk(height, index, chunk)
             }
 
             fn put_snapshot_manifest(
@@ -124,14 +124,14 @@ macro_rules! impl_snapshots {
                 height: $crate::types::Height,
                 manifest: &[u8],
             ) -> Result<(), $crate::storage::StorageError> {
-                self.aux.put_snapshot_manifest(height, manifest)
+                self.snaps.put_snapshot_manifest(height, manifest)
             }
 
             fn snapshot_manifest(
                 &self,
                 height: $crate::types::Height,
             ) -> Result<Option<Vec<u8>>, $crate::storage::StorageError> {
-                self.aux.snapshot_manifest(height)
+                self.snaps.snapshot_manifest(height)
             }
 
             fn snapshot_chunk(
@@ -139,20 +139,20 @@ macro_rules! impl_snapshots {
                 height: $crate::types::Height,
                 index: u32,
             ) -> Result<Option<Vec<u8>>, $crate::storage::StorageError> {
-                self.aux.snapshot_chunk(height, index)
+                self.snaps.snapshot_chunk(height, index)
             }
 
             fn snapshot_heights(
                 &self,
             ) -> Result<Vec<$crate::types::Height>, $crate::storage::StorageError> {
-                self.aux.snapshot_heights()
+                self.snaps.snapshot_heights()
             }
 
             fn delete_snapshot(
                 &self,
                 height: $crate::types::Height,
             ) -> Result<(), $crate::storage::StorageError> {
-                self.aux.delete_snapshot(height)
+                self.snaps.delete_snapshot(height)
             }
         }
     };
