@@ -260,9 +260,11 @@ impl Default for SyncConfig {
 pub struct StorageConfig {
     /// Keep only this many recent blocks (0 keeps all).
     pub keep_recent_blocks: u64,
-    /// MiB of sled's cache for each of the node's two databases (block log,
-    /// state). Most of a node's memory: the rest is the mempool, the state
-    /// tree's leaves (64 bytes per entry) and buffers.
+    /// MiB of sled's cache for each of the node's three databases (block
+    /// log, state, snapshots), and how much each may write before it is
+    /// closed and reopened to release what sled keeps of its writes. Most of
+    /// a node's memory: the rest is the mempool, the state tree's leaves (64
+    /// bytes per entry) and buffers.
     pub cache_mb: usize,
 }
 
@@ -583,8 +585,8 @@ fetchers_per_peer = {fetchers}
 [storage]
 # Keep only this many recent blocks (0 keeps every block). Snapshots are kept.
 keep_recent_blocks = {keep}
-# MiB of cache for each of the two databases (block log, state): most of the
-# node's memory.
+# MiB of cache for each of the three databases (block log, state,
+# snapshots): most of the node's memory.
 cache_mb = {cache_mb}
 
 [log]
