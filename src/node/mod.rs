@@ -347,7 +347,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         tokio::select! {
             r = sync => {
                 let outcome = r.map_err(|e| NodeError::Inconsistent(e.to_string()))?;
-                if let crate::sync::state_sync::Outcome::Restored { state, .. } = outcome {
+                if let crate::sync::state_sync::Outcome::Restored(state) = outcome {
                     restored = Some(*state);
                 }
             }

@@ -149,6 +149,9 @@ pub(super) struct SledEngine<const F: usize> {
 /// later are clean and obey the cache size.
 const REOPEN_CHARGE_PER_WRITE: usize = 2048;
 
+/// Least estimated bytes written between two reopens, whatever the cache size.
+const MIN_REOPEN_BYTES: usize = 16 << 20;
+
 impl<const F: usize> SledEngine<F> {
     fn open(dir: &Path, options: &SledOptions) -> Result<SledEngine<F>, StorageError> {
         let (db, handles) = open_with_handles::<F>(dir, options)?;
@@ -254,9 +257,6 @@ impl<const F: usize> SledEngine<F> {
         Ok(())
     }
 }
-
-/// Least estimated bytes written between two reopens, whatever the cache size.
-const MIN_REOPEN_BYTES: usize = 16 << 20;
 
 /// Opens the database in `dir` and a handle to each of its trees.
 fn open_with_handles<const F: usize>(

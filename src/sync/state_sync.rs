@@ -65,15 +65,11 @@ pub enum StateSyncError {
 
 /// How state sync ended.
 pub enum Outcome {
-    /// The state of `height` is restored and its block stored.
-    Restored {
-        /// The restored height.
-        height: Height,
-        /// The restored state, opened (its root checked against the signed
-        /// header): the node starts from it instead of reading every entry
-        /// back a second time.
-        state: Box<CommittedState>,
-    },
+    /// The state of a snapshot height is restored and its block stored. The
+    /// state comes opened (its root checked against the signed header, its
+    /// height that of the snapshot): the node starts from it instead of
+    /// reading every entry back a second time.
+    Restored(Box<CommittedState>),
     /// No server offers a snapshot: sync blocks from genesis.
     NoSnapshot,
 }
@@ -293,10 +289,7 @@ pub async fn run(
     store.meta.meta_put(TARGET_KEY, &[]).map_err(storage)?;
     progress.finish_state_sync();
     info!(%height, root = %root, "state restored from snapshot");
-    Ok(Outcome::Restored {
-        height,
-        state: Box::new(state),
-    })
+    Ok(Outcome::Restored(Box::new(state)))
 }
 
 /// The snapshot to restore: the one an interrupted restore was working on, or
