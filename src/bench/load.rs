@@ -25,6 +25,26 @@ pub struct LoadSpec {
     pub rate: Option<f64>,
     /// Length of the timed window.
     pub duration: Duration,
+    /// Offer a refused transaction again while the refusal can pass (a full
+    /// mempool, a busy node, a nonce ahead of one still being retried), so
+    /// that every transaction of the pool lands; otherwise a refusal is
+    /// counted and the transaction dropped.
+    pub retry: bool,
+}
+
+/// How long a refused transaction is offered again before it counts as refused.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// True if a refusal with this code can pass when offered again later.
+fn retryable(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::ResourceExhausted
+            | tonic::Code::Unavailable
+            // A nonce ahead of the sender's next one: the earlier nonce is
+            // itself being offered again.
+            | tonic::Code::FailedPrecondition
+    )
 }
 
 /// Shared counters of one run, read by the progress line and the report.
@@ -152,13 +172,27 @@ pub async fn offer(
             let st = state.clone();
             st.sent_at[i].store(st.t0.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
             st.sent.fetch_add(1, Ordering::Relaxed);
+            let retry = spec.retry;
             tokio::spawn(async move {
-                let r = client
-                    .submit(pb::SubmitRequest {
-                        tx,
-                        mode: pb::SubmitMode::Accepted as i32,
-                    })
-                    .await;
+                let first = Instant::now();
+                let mut backoff = Duration::from_millis(10);
+                let r = loop {
+                    let r = client
+                        .submit(pb::SubmitRequest {
+                            tx: tx.clone(),
+                            mode: pb::SubmitMode::Accepted as i32,
+                        })
+                        .await;
+                    match &r {
+                        Err(s) if retry && retryable(s.code()) && first.elapsed() < RETRY_FOR => {
+                            // The permit stays held: a node that refuses slows
+                            // the offering down.
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_millis(500));
+                        }
+                        _ => break r,
+                    }
+                };
                 drop(permit);
                 match r {
                     Ok(_) => {

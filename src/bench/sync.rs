@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::load::LoadSpec;
 use super::pool::accounts_for;
 use super::resources::Tracker;
 use super::throughput::{base_report, drive, setup, summarize};
@@ -136,8 +137,13 @@ pub async fn run_sync(cfg: &BenchConfig) -> Result<Report, BenchError> {
     let w = drive(
         &mut d,
         Some(Arc::new(pool)),
-        rate,
-        cfg.join_timeout,
+        LoadSpec {
+            rate,
+            duration: cfg.join_timeout,
+            // The state must hold every record: what a busy node refuses is
+            // offered again.
+            retry: true,
+        },
         Duration::from_secs(60),
         cfg.connections,
         cfg.progress,

@@ -281,8 +281,7 @@ pub struct Window {
 pub async fn drive(
     d: &mut Driven,
     pool: Option<Arc<PreSigned>>,
-    rate: Option<f64>,
-    duration: Duration,
+    spec: LoadSpec,
     drain: Duration,
     connections: usize,
     progress: bool,
@@ -306,7 +305,7 @@ pub async fn drive(
         observed.clone(),
     ));
     let offering = pool.clone().map(|p| {
-        let spec = LoadSpec { rate, duration };
+        let spec = spec.clone();
         let conns = conns.clone();
         let st = load.clone();
         tokio::spawn(async move { offer(p, conns, &spec, st).await })
@@ -355,7 +354,7 @@ pub async fn drive(
             last_committed = committed;
         }
         // The window ends at `duration`, or earlier once the whole pool is sent.
-        if elapsed < duration && (n == 0 || (sent as usize) < n) {
+        if elapsed < spec.duration && (n == 0 || (sent as usize) < n) {
             continue;
         }
         let offered_done = offering.as_ref().is_none_or(|h| h.is_finished());
@@ -363,7 +362,7 @@ pub async fn drive(
         if offered_done && inflight_done && committed >= accepted {
             break;
         }
-        if elapsed >= duration + drain {
+        if elapsed >= spec.duration + drain {
             break;
         }
     }
@@ -533,8 +532,11 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
     let w = drive(
         &mut d,
         pool,
-        rate,
-        cfg.duration,
+        LoadSpec {
+            rate,
+            duration: cfg.duration,
+            retry: false,
+        },
         if idle { Duration::ZERO } else { cfg.drain },
         cfg.connections,
         cfg.progress,
