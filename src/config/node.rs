@@ -239,6 +239,10 @@ pub struct SyncConfig {
     pub rpc_servers: Vec<String>,
     /// Chunks fetched in parallel per peer.
     pub fetchers_per_peer: usize,
+    /// Most chunks held at once while restoring (fetched, being checked or
+    /// written), whatever the number of peers: each costs about three times
+    /// its size in memory until it is written.
+    pub max_chunks_in_flight: usize,
 }
 
 impl Default for SyncConfig {
@@ -250,6 +254,7 @@ impl Default for SyncConfig {
             state_sync: false,
             rpc_servers: vec![],
             fetchers_per_peer: 2,
+            max_chunks_in_flight: 3,
         }
     }
 }
@@ -439,6 +444,13 @@ impl NodeConfig {
                 "must be between 1 KiB and 16 MiB",
             ));
         }
+        if self.sync.max_chunks_in_flight == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "sync.max_chunks_in_flight",
+                "must be at least 1",
+            ));
+        }
         if self.sync.fetchers_per_peer == 0 {
             return Err(ConfigError::invalid(
                 path,
@@ -581,6 +593,9 @@ state_sync = {state_sync}
 rpc_servers = {rpc_servers}
 # Chunks fetched in parallel from each server.
 fetchers_per_peer = {fetchers}
+# Most chunks held at once while restoring, over all servers (each costs about
+# three times chunk_bytes of memory until it is written).
+max_chunks_in_flight = {chunks_in_flight}
 
 [storage]
 # Keep only this many recent blocks (0 keeps every block). Snapshots are kept.
@@ -627,6 +642,7 @@ format = {format:?}
             state_sync = self.sync.state_sync,
             rpc_servers = list(&self.sync.rpc_servers),
             fetchers = self.sync.fetchers_per_peer,
+            chunks_in_flight = self.sync.max_chunks_in_flight,
             level = self.log.level,
             format = self.log.format,
         )

@@ -336,6 +336,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
             validators: (*set).clone(),
             servers: cfg.sync.rpc_servers.clone(),
             fetchers_per_server: cfg.sync.fetchers_per_peer,
+            chunks_in_flight: cfg.sync.max_chunks_in_flight,
         };
         let sync_store = crate::sync::state_sync::SyncStore {
             blocks: store.clone(),

@@ -70,7 +70,19 @@ pub trait StateBackend: Send + Sync + 'static {
     /// Makes every write so far durable (a checkpoint: after a crash, only the
     /// changes of later heights are replayed from the block log).
     fn flush(&self) -> Result<(), StateError>;
+
+    /// Which chunks of a snapshot restore are written (one byte each), as last
+    /// set; empty if none was.
+    fn restore_progress(&self) -> Result<Vec<u8>, StateError>;
+
+    /// Sets the restore progress, durable at the next [`StateBackend::flush`].
+    /// It is kept with the state it describes so that one flush makes a
+    /// chunk's entries and its mark durable together.
+    fn set_restore_progress(&self, done: &[u8]) -> Result<(), StateError>;
 }
+
+/// Metadata key of the restore progress, beside the state tree.
+const RESTORE_PROGRESS_KEY: &[u8] = b"restore/done";
 
 /// First key hash of a bucket (its two-byte prefix).
 pub fn bucket_start(bucket: usize) -> Hash {
@@ -150,6 +162,21 @@ impl<E: Engine> StateBackend for StateTree<E> {
         Ok(self.inner.engine.flush()?)
     }
 
+    fn restore_progress(&self) -> Result<Vec<u8>, StateError> {
+        Ok(self
+            .inner
+            .engine
+            .get(TreeId::Meta, RESTORE_PROGRESS_KEY)?
+            .unwrap_or_default())
+    }
+
+    fn set_restore_progress(&self, done: &[u8]) -> Result<(), StateError> {
+        Ok(self
+            .inner
+            .engine
+            .insert(TreeId::Meta, RESTORE_PROGRESS_KEY, done)?)
+    }
+
     fn clear(&self) -> Result<(), StateError> {
         loop {
             let keys: Vec<Vec<u8>> = self
@@ -171,6 +198,7 @@ impl<E: Engine> StateBackend for StateTree<E> {
 #[derive(Debug, Default)]
 pub struct MemBackend {
     inner: RwLock<(BTreeMap<Hash, Entry>, Height)>,
+    restore_progress: std::sync::Mutex<Vec<u8>>,
 }
 
 impl MemBackend {
@@ -219,6 +247,22 @@ impl StateBackend for MemBackend {
     }
 
     fn flush(&self) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    fn restore_progress(&self) -> Result<Vec<u8>, StateError> {
+        Ok(self
+            .restore_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone())
+    }
+
+    fn set_restore_progress(&self, done: &[u8]) -> Result<(), StateError> {
+        *self
+            .restore_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = done.to_vec();
         Ok(())
     }
 

@@ -649,6 +649,37 @@ fn synced_deferred_appends_survive_a_reopen() {
     }
 }
 
+// ---- the state backend's restore progress ----
+
+fn restore_progress_round_trip(b: &dyn state::StateBackend) {
+    assert_eq!(b.restore_progress().unwrap(), Vec::<u8>::new());
+    b.set_restore_progress(&[0, 1, 0]).unwrap();
+    assert_eq!(b.restore_progress().unwrap(), vec![0, 1, 0]);
+    b.set_restore_progress(&[1, 1, 0, 1]).unwrap();
+    b.flush().unwrap();
+    assert_eq!(b.restore_progress().unwrap(), vec![1, 1, 0, 1]);
+    // The progress is beside the state, not in it.
+    assert_eq!(b.range(&Hash::ZERO, 10).unwrap(), vec![]);
+    assert_eq!(b.applied_height().unwrap(), Height(0));
+}
+
+#[test]
+fn restore_progress_in_memory() {
+    restore_progress_round_trip(&*MemStore::new().state_backend());
+    restore_progress_round_trip(&state::MemBackend::default());
+}
+
+#[test]
+fn restore_progress_in_sled_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    restore_progress_round_trip(&*SledStore::open(dir.path()).unwrap().state_backend());
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(
+        s.state_backend().restore_progress().unwrap(),
+        vec![1, 1, 0, 1]
+    );
+}
+
 // ---- sled across restarts ----
 
 #[test]

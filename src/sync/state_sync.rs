@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
@@ -36,8 +37,6 @@ use crate::types::{Block, Commit, Hash, Header, Height, ValidatorSet};
 
 /// Metadata key of a restore in progress (height, manifest, light block).
 const TARGET_KEY: &str = "statesync/target";
-/// Metadata key of the chunks restored so far (one byte per chunk).
-const DONE_KEY: &str = "statesync/done";
 /// Time allowed for one request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failed requests before a server is given up.
@@ -85,6 +84,8 @@ pub struct StateSyncConfig {
     pub servers: Vec<String>,
     /// Chunks fetched at once from one server.
     pub fetchers_per_server: usize,
+    /// Most chunks held at once over all servers (fetched and not yet written).
+    pub chunks_in_flight: usize,
 }
 
 /// Where restored data goes: the block log (the block of the snapshot height)
@@ -228,16 +229,7 @@ pub async fn run(
         let Some(target) = pick_target(cfg, &servers, &store, &backend, &progress).await? else {
             return Ok(Outcome::NoSnapshot);
         };
-        match restore_chunks(
-            cfg,
-            &servers,
-            &target,
-            store.clone(),
-            backend.clone(),
-            &progress,
-        )
-        .await
-        {
+        match restore_chunks(cfg, &servers, &target, backend.clone(), &progress).await {
             Ok(()) => break target,
             Err(e) if attempt < MAX_ATTEMPTS => {
                 warn!(error = %e, attempt, "starting state sync over with the newest snapshot");
@@ -317,12 +309,9 @@ async fn pick_target(
     };
     backend
         .clear()
+        .and_then(|_| backend.set_restore_progress(&vec![0u8; t.manifest.chunks.len()]))
         .and_then(|_| backend.flush())
         .map_err(|e| StateSyncError::Storage(e.to_string()))?;
-    store
-        .meta
-        .meta_put(DONE_KEY, &vec![0u8; t.manifest.chunks.len()])
-        .map_err(storage)?;
     store
         .meta
         .meta_put(TARGET_KEY, &encode_target(&t))
@@ -436,17 +425,14 @@ async fn restore_chunks(
     cfg: &StateSyncConfig,
     servers: &[Server],
     target: &Target,
-    store: SyncStore,
     backend: Arc<dyn StateBackend>,
     progress: &Arc<Progress>,
 ) -> Result<(), StateSyncError> {
     let height = target.manifest.height;
     let n = target.manifest.chunks.len();
-    let mut done = store
-        .meta
-        .meta_get(DONE_KEY)
-        .map_err(|e| StateSyncError::Storage(e.to_string()))?
-        .unwrap_or_default();
+    let mut done = backend
+        .restore_progress()
+        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
     done.resize(n, 0);
     let queue: VecDeque<u32> = (0..n as u32).filter(|i| done[*i as usize] == 0).collect();
     let remaining = queue.len();
@@ -481,6 +467,9 @@ async fn restore_chunks(
         dropped: vec![false; holders.len()],
     }));
     let manifest = Arc::new(target.manifest.clone());
+    // Every server's fetchers share the bound on chunks held, so that memory
+    // does not grow with the number of servers.
+    let in_flight = Arc::new(Semaphore::new(cfg.chunks_in_flight.max(1)));
     let mut tasks = Vec::new();
     for (si, server) in holders.iter().enumerate() {
         for _ in 0..cfg.fetchers_per_server.max(1) {
@@ -488,8 +477,8 @@ async fn restore_chunks(
                 si,
                 server.clone(),
                 manifest.clone(),
+                in_flight.clone(),
                 work.clone(),
-                store.clone(),
                 backend.clone(),
                 progress.clone(),
             )));
@@ -515,8 +504,8 @@ async fn fetcher(
     si: usize,
     server: Server,
     manifest: Arc<Manifest>,
+    in_flight: Arc<Semaphore>,
     work: Arc<Mutex<Work>>,
-    store: SyncStore,
     backend: Arc<dyn StateBackend>,
     progress: Arc<Progress>,
 ) {
@@ -524,6 +513,10 @@ async fn fetcher(
     let mut failures = 0;
     let throttle = Duration::from_millis(crate::faults::Faults::from_env().sync_throttle_ms);
     loop {
+        // Held until the chunk is written (or given back).
+        let Ok(_permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let index = {
             let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
             if w.dropped[si] {
@@ -581,10 +574,9 @@ async fn fetcher(
                 continue;
             }
         };
-        // Write the entries, then mark the chunk done durably (the metadata write
-        // flushes the entries with it).
+        // Write the entries and mark the chunk done; one flush makes both
+        // durable (the mark is kept beside the state).
         let b = backend.clone();
-        let s = store.clone();
         let w2 = work.clone();
         let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
             let changes: Vec<Change> = chunk
@@ -593,14 +585,15 @@ async fn fetcher(
                 .map(|(k, e)| (k, Some(e)))
                 .collect();
             b.apply(Height(0), &changes).map_err(|e| e.to_string())?;
-            // The entries must be durable before the chunk is marked done.
-            b.flush().map_err(|e| e.to_string())?;
+            // Marked once its entries are written: any progress recorded from
+            // now on (by this fetcher or another) is flushed with them.
             let done = {
                 let mut w = w2.lock().unwrap_or_else(|e| e.into_inner());
                 w.done[index as usize] = 1;
                 w.done.clone()
             };
-            s.meta.meta_put(DONE_KEY, &done).map_err(|e| e.to_string())
+            b.set_restore_progress(&done).map_err(|e| e.to_string())?;
+            b.flush().map_err(|e| e.to_string())
         })
         .await;
         match written {
