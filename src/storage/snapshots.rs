@@ -19,6 +19,11 @@ pub trait SnapshotStore: Send + Sync + 'static {
         chunk: &[u8],
     ) -> Result<(), StorageError>;
 
+    /// Makes the chunks stored so far durable. A snapshot writer calls it every
+    /// few megabytes: the store may hold written chunks in memory until they
+    /// are durable, and a snapshot of a large state is hundreds of megabytes.
+    fn flush_snapshot_chunks(&self) -> Result<(), StorageError>;
+
     /// Stores the manifest, completing the snapshot; durable on return.
     fn put_snapshot_manifest(&self, height: Height, manifest: &[u8]) -> Result<(), StorageError>;
 
@@ -57,6 +62,10 @@ impl<E: Engine> KvStore<E> {
     ) -> Result<(), StorageError> {
         self.engine
             .insert(TreeId::Snapshots, &chunk_key(h, i), chunk)
+    }
+
+    pub(super) fn flush_snapshot_chunks(&self) -> Result<(), StorageError> {
+        self.engine.flush()
     }
 
     pub(super) fn put_snapshot_manifest(
@@ -117,6 +126,10 @@ macro_rules! impl_snapshots {
                 chunk: &[u8],
             ) -> Result<(), $crate::storage::StorageError> {
                 self.snaps.put_snapshot_chunk(height, index, chunk)
+            }
+
+            fn flush_snapshot_chunks(&self) -> Result<(), $crate::storage::StorageError> {
+                self.snaps.flush_snapshot_chunks()
             }
 
             fn put_snapshot_manifest(
