@@ -208,8 +208,17 @@ const GOSSIP_BATCH: usize = 512;
 /// Most bytes per gossip frame.
 const GOSSIP_BATCH_BYTES: usize = 1024 * 1024;
 
+/// Least time between two gossip frames that are not full. Peers take a
+/// bounded number of frames per second on the mempool channel
+/// (`NetTuning::rate_limit`) and score a peer that sends more: one frame per
+/// admitted transaction got honest validators banned by each other at 2,000
+/// tx/s. Waiting lets the next frame carry what arrived meanwhile, which also
+/// gives the receivers larger batches of signatures to check at once.
+const GOSSIP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Sends admitted transactions to peers in batches: whatever accumulated while
-/// the previous batch was sent goes out in the next frame.
+/// the previous batch was sent (and at least [`GOSSIP_INTERVAL`] since) goes
+/// out in the next frame.
 async fn gossip_txs(mut rx: mpsc::Receiver<bytes::Bytes>, net: Network) {
     while let Some(first) = rx.recv().await {
         let mut size = first.len();
@@ -223,7 +232,11 @@ async fn gossip_txs(mut rx: mpsc::Receiver<bytes::Bytes>, net: Network) {
                 Err(_) => break,
             }
         }
+        let full = batch.len() >= GOSSIP_BATCH || size >= GOSSIP_BATCH_BYTES;
         net.broadcast(crate::net::NetMessage::Txs(batch));
+        if !full {
+            tokio::time::sleep(GOSSIP_INTERVAL).await;
+        }
     }
 }
 
