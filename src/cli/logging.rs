@@ -5,11 +5,18 @@ use std::io::IsTerminal as _;
 use anyhow::{Result, anyhow};
 use tracing_subscriber::EnvFilter;
 
+/// The directive that silences sled's close-time error (see [`init`]).
+const QUIET_SLED_CLOSE: &str = "sled::metadata_store=off";
+
 /// Installs the global subscriber.
 pub fn init(level: &str, format: &str) -> Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v),
-        _ => EnvFilter::try_new(level),
+        // sled's metadata thread logs an error whenever a database closes
+        // ("global error set to ... system has been shut down"), and the
+        // storage engine closes and reopens its databases routinely. A real
+        // failure there also fails the next flush, which the node reports.
+        _ => EnvFilter::try_new(format!("{level},{QUIET_SLED_CLOSE}")),
     }
     .map_err(|e| anyhow!("invalid log filter: {e}"))?;
     let builder = tracing_subscriber::fmt()

@@ -73,24 +73,32 @@ fn edit_leaf(leaves: &mut Vec<Leaf>, kh: &Hash, entry: Option<&Entry>) {
 
 impl CommittedState {
     /// Opens the state over `backend`, rebuilding the leaves and the top of the
-    /// tree from every entry (one ordered pass).
+    /// tree from every entry: one ordered pass over each of a few ranges of
+    /// buckets, in parallel (reading and hashing a million entries is seconds
+    /// of CPU, and a node waits for it at start and at the end of state sync).
     pub fn open(backend: Arc<dyn StateBackend>) -> Result<CommittedState, StateError> {
-        let mut leaves: Vec<Vec<Leaf>> = vec![Vec::new(); BUCKETS];
-        let mut from = Hash::ZERO;
-        loop {
-            let page = backend.range(&from, 4096)?;
-            let done = page.len() < 4096;
-            for (kh, e) in page {
-                // Pages come in key order, so each bucket's leaves arrive sorted.
-                leaves[smt::bucket_of(&kh)].push(e.leaf(kh));
-                from = next_hash(&kh);
-            }
-            if done || from == Hash::ZERO {
-                break;
-            }
-        }
-        for ls in &mut leaves {
-            ls.shrink_to_fit();
+        let parts = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_OPEN_THREADS);
+        let per = BUCKETS.div_ceil(parts);
+        let scanned: Vec<Result<Vec<Vec<Leaf>>, StateError>> = std::thread::scope(|s| {
+            let scans: Vec<_> = (0..parts)
+                .map(|p| {
+                    let b = &*backend;
+                    s.spawn(move || scan_buckets(b, p * per, ((p + 1) * per).min(BUCKETS)))
+                })
+                .collect();
+            scans
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(StateError("a state scan panicked".into())))
+                })
+                .collect()
+        });
+        let mut leaves: Vec<Vec<Leaf>> = Vec::with_capacity(BUCKETS);
+        for part in scanned {
+            leaves.extend(part?);
         }
         let nodes: Vec<TopNode> = leaves.iter().map(|ls| bucket_node(ls)).collect();
         let top = TopTree::from_buckets(&nodes)
@@ -293,6 +301,42 @@ impl CommittedState {
     pub fn backend(&self) -> &Arc<dyn StateBackend> {
         &self.backend
     }
+}
+
+/// Most threads that read the state when it is opened.
+const MAX_OPEN_THREADS: usize = 4;
+
+/// The sorted leaves of buckets `first..end`, read from the backend in order.
+fn scan_buckets(
+    backend: &dyn StateBackend,
+    first: usize,
+    end: usize,
+) -> Result<Vec<Vec<Leaf>>, StateError> {
+    let mut leaves: Vec<Vec<Leaf>> = vec![Vec::new(); end.saturating_sub(first)];
+    if first >= end {
+        return Ok(leaves);
+    }
+    let mut from = bucket_start(first);
+    'pages: loop {
+        let page = backend.range(&from, 4096)?;
+        let done = page.len() < 4096;
+        for (kh, e) in page {
+            let b = smt::bucket_of(&kh);
+            if b >= end {
+                break 'pages;
+            }
+            // Pages come in key order, so each bucket's leaves arrive sorted.
+            leaves[b - first].push(e.leaf(kh));
+            from = next_hash(&kh);
+        }
+        if done || from == Hash::ZERO {
+            break;
+        }
+    }
+    for ls in &mut leaves {
+        ls.shrink_to_fit();
+    }
+    Ok(leaves)
 }
 
 /// The key hash right after `h` (wrapping to zero after the last).
