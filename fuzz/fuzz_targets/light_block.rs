@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
             validators: set.clone(),
             servers: Vec::new(),
             fetchers_per_server: 1,
+            chunks_in_flight: 1,
         };
         let asked = lb.header.as_ref().map_or(1, |h| h.height.max(1));
         let signed = pb::SignedHeader {
