@@ -575,7 +575,9 @@ async fn fetcher(
             }
         };
         // Write the entries and mark the chunk done; one flush makes both
-        // durable (the mark is kept beside the state).
+        // durable (the mark is kept beside the state). Should a crash ever keep
+        // a mark without its entries, the root check at the end fails and the
+        // restore starts over: a chunk is never trusted on its mark alone.
         let b = backend.clone();
         let w2 = work.clone();
         let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
