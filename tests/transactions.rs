@@ -253,6 +253,46 @@ async fn duplicates_are_refused_and_a_tx_sent_to_two_nodes_commits_once() {
     let acc = a.account(&keys[1].public()).await.expect("account");
     let initial = 1_000_000_000;
     assert_eq!(acc.balance, initial + 12);
+
+    // Over one submit stream: each answer in order, a refusal in the middle
+    // ends nothing.
+    let t2 = transfer(&keys[0], &keys[1], 2, 1);
+    let t3 = transfer(&keys[0], &keys[1], 3, 2);
+    let answers = b
+        .submit_many(vec![
+            t2.clone(),
+            t2.clone(),
+            Bytes::from_static(b"not a transaction"),
+            t1.clone(),
+            t3.clone(),
+        ])
+        .await
+        .expect("stream");
+    let codes: Vec<tonic::Code> = answers
+        .iter()
+        .map(|a| a.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok))
+        .collect();
+    assert_eq!(codes[0], tonic::Code::Ok, "{answers:?}");
+    assert_eq!(codes[1], tonic::Code::AlreadyExists, "{answers:?}");
+    assert_eq!(codes[2], tonic::Code::InvalidArgument, "{answers:?}");
+    assert!(
+        matches!(
+            codes[3],
+            tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition
+        ),
+        "{answers:?}"
+    );
+    assert_eq!(codes[4], tonic::Code::Ok, "{answers:?}");
+    assert_eq!(answers[4].as_ref().ok(), Some(&Hash::digest(&t3)));
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let acc = a.account(&keys[1].public()).await.expect("account");
+        if acc.balance == initial + 15 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,14 @@
 //! The open-loop load: pre-signed transactions offered at a fixed rate (or as
 //! fast as the in-flight window allows) over several gRPC connections per node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
 use super::pool::PreSigned;
@@ -30,6 +32,9 @@ pub struct LoadSpec {
     /// that every transaction of the pool lands; otherwise a refusal is
     /// counted and the transaction dropped.
     pub retry: bool,
+    /// One `Submit` call per transaction instead of a `SubmitStream` per
+    /// connection.
+    pub unary: bool,
 }
 
 /// How long a refused transaction is offered again before it counts as refused.
@@ -122,6 +127,104 @@ impl NodeConns {
     }
 }
 
+/// A submission sent on a stream and not answered yet.
+struct Pending {
+    tx: Bytes,
+    // Held until answered: bounds what waits on the connection.
+    _permit: OwnedSemaphorePermit,
+    first: Instant,
+    backoff: Duration,
+}
+
+/// One connection's `SubmitStream`: answers come in request order, so the
+/// submissions waiting for one are a queue.
+struct Submitter {
+    requests: mpsc::UnboundedSender<pb::SubmitStreamRequest>,
+    pending: Mutex<VecDeque<Pending>>,
+}
+
+impl Submitter {
+    /// Opens the stream and starts the task that reads its answers.
+    async fn open(
+        mut client: TxServiceClient<Channel>,
+        state: Arc<LoadState>,
+        retry: bool,
+    ) -> Result<Arc<Submitter>, tonic::Status> {
+        let (requests, rx) = mpsc::unbounded_channel();
+        let answers = client
+            .submit_stream(UnboundedReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let me = Arc::new(Submitter {
+            requests,
+            pending: Mutex::new(VecDeque::new()),
+        });
+        tokio::spawn(me.clone().read_answers(answers, state, retry));
+        Ok(me)
+    }
+
+    /// Sends one submission; `p.permit` is held until it is answered.
+    fn send(&self, p: Pending, state: &LoadState) {
+        let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // Queued and sent under one lock, so the queue keeps the sending order.
+        if self
+            .requests
+            .send(pb::SubmitStreamRequest { tx: p.tx.clone() })
+            .is_ok()
+        {
+            q.push_back(p);
+        } else {
+            state.refuse(&tonic::Status::unavailable("the submit stream has ended"));
+        }
+    }
+
+    async fn read_answers(
+        self: Arc<Self>,
+        mut answers: tonic::Streaming<pb::SubmitStreamResponse>,
+        state: Arc<LoadState>,
+        retry: bool,
+    ) {
+        let end = loop {
+            let a = match answers.message().await {
+                Ok(Some(a)) => a,
+                Ok(None) => break tonic::Status::unavailable("the submit stream ended"),
+                Err(s) => break s,
+            };
+            let Some(mut p) = self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front()
+            else {
+                break tonic::Status::internal("an answer to no submission");
+            };
+            if a.code == 0 {
+                state.accepted.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let status = tonic::Status::new(tonic::Code::from(a.code as i32), a.message);
+            if retry && retryable(status.code()) && p.first.elapsed() < RETRY_FOR {
+                // The permit stays held: a node that refuses slows the
+                // offering down.
+                let me = self.clone();
+                let st = state.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(p.backoff).await;
+                    p.backoff = (p.backoff * 2).min(Duration::from_millis(500));
+                    me.send(p, &st);
+                });
+            } else {
+                state.refuse(&status);
+            }
+        };
+        // What waits now is never answered.
+        let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in q.drain(..) {
+            state.refuse(&end);
+        }
+    }
+}
+
 /// Offers the pool over `nodes` for `spec.duration`, starting at `state.t0`.
 /// Returns when the window ends or the pool is used up; answers still arriving
 /// are counted by the tasks that wait for them.
@@ -135,6 +238,23 @@ pub async fn offer(
     let total = pool.txs.len();
     let mut next = 0usize;
     let tick = Duration::from_millis(1);
+    // One submit stream per connection, unless each submission is its own call.
+    let mut streams: Vec<Vec<Arc<Submitter>>> = Vec::new();
+    if !spec.unary {
+        for node in nodes.iter() {
+            let mut per_node = Vec::new();
+            for (client, _) in &node.conns {
+                match Submitter::open(client.clone(), state.clone(), spec.retry).await {
+                    Ok(s) => per_node.push(s),
+                    Err(e) => {
+                        state.refuse(&e);
+                        return 0;
+                    }
+                }
+            }
+            streams.push(per_node);
+        }
+    }
     loop {
         let elapsed = state.t0.elapsed();
         if elapsed >= spec.duration || next >= total {
@@ -147,7 +267,8 @@ pub async fn offer(
         while next < due {
             let account = pool.account_of(next);
             let node = &nodes[account % n];
-            let (client, sem) = &node.conns[(account / n) % node.conns.len()];
+            let c = (account / n) % node.conns.len();
+            let (client, sem) = &node.conns[c];
             let permit = if spec.rate.is_some() {
                 match sem.clone().try_acquire_owned() {
                     Ok(p) => p,
@@ -168,10 +289,23 @@ pub async fn offer(
             let i = next;
             next += 1;
             let tx = pool.txs[i].clone();
-            let mut client = client.clone();
             let st = state.clone();
             st.sent_at[i].store(st.t0.elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
             st.sent.fetch_add(1, Ordering::Relaxed);
+            if let Some(stream) = streams.get(account % n).map(|s| &s[c]) {
+                let p = Pending {
+                    tx,
+                    _permit: permit,
+                    first: Instant::now(),
+                    backoff: Duration::from_millis(10),
+                };
+                stream.send(p, &st);
+                if spec.rate.is_none() && state.t0.elapsed() >= spec.duration {
+                    break;
+                }
+                continue;
+            }
+            let mut client = client.clone();
             let retry = spec.retry;
             tokio::spawn(async move {
                 let first = Instant::now();

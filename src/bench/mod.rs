@@ -134,6 +134,8 @@ pub struct BenchConfig {
     pub duration: Duration,
     /// gRPC connections per node for submissions.
     pub connections: usize,
+    /// One Submit call per transaction instead of a SubmitStream per connection.
+    pub unary: bool,
     /// Encoded size of each transaction.
     pub tx_bytes: usize,
     /// Transactions signed for `--rate max` (default: enough for 30,000 tx/s).

@@ -53,6 +53,9 @@ pub struct Report {
     pub duration_s: f64,
     /// Transaction size, bytes.
     pub tx_bytes: usize,
+    /// How the load was submitted: "stream" (one SubmitStream per
+    /// connection) or "unary" (one Submit call per transaction).
+    pub submit: String,
     /// Rate asked for (tx/s); absent for as fast as possible.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_target: Option<f64>,
@@ -135,14 +138,15 @@ impl Report {
             row(
                 "offered",
                 format!(
-                    "{:.0} tx/s{} ({} sent, {} accepted, {} refused)",
+                    "{:.0} tx/s{} ({} sent, {} accepted, {} refused; {} submit)",
                     self.offered_tps,
                     self.rate_target
                         .map(|r| format!(" of {r:.0} asked"))
                         .unwrap_or_else(|| " (max)".into()),
                     self.sent,
                     self.accepted,
-                    self.refused.values().map(|r| r.count).sum::<u64>()
+                    self.refused.values().map(|r| r.count).sum::<u64>(),
+                    self.submit
                 ),
             );
             row(

@@ -147,6 +147,7 @@ pub async fn run_sync(cfg: &BenchConfig) -> Result<Report, BenchError> {
             // The state must hold every record: what a busy node refuses is
             // offered again.
             retry: true,
+            unary: cfg.unary,
         },
         Duration::from_secs(60),
         cfg.connections,

@@ -481,6 +481,7 @@ pub fn base_report(cfg: &BenchConfig, nodes: usize, timeouts: &str) -> Report {
             .map_or(0, |d| d.as_secs()),
         timeouts: timeouts.into(),
         tx_bytes: cfg.tx_bytes,
+        submit: if cfg.unary { "unary" } else { "stream" }.into(),
         ..Report::default()
     }
 }
@@ -536,6 +537,7 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
             rate,
             duration: cfg.duration,
             retry: false,
+            unary: cfg.unary,
         },
         if idle { Duration::ZERO } else { cfg.drain },
         cfg.connections,

@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// gRPC connections per node for submissions.
     #[arg(long, default_value_t = 2)]
     connections: usize,
+    /// Submit each transaction with its own Submit call instead of one
+    /// SubmitStream per connection.
+    #[arg(long)]
+    unary: bool,
     /// Encoded size of each transaction in bytes.
     #[arg(long, default_value_t = 256)]
     tx_bytes: usize,
@@ -153,6 +157,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         rate,
         duration: secs(a.duration, "--duration")?,
         connections: a.connections.clamp(1, 64),
+        unary: a.unary,
         tx_bytes: a.tx_bytes,
         pool: a.pool,
         drain: secs(a.drain, "--drain")?,

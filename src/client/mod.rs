@@ -144,6 +144,41 @@ impl Client {
             .into_inner())
     }
 
+    /// Submits encoded transactions over one `SubmitStream` and returns, in
+    /// order, each one's hash if it was admitted to the mempool or the status
+    /// that refused it. Much cheaper than one [`Client::submit`] each.
+    pub async fn submit_many(
+        &self,
+        txs: Vec<Bytes>,
+    ) -> Result<Vec<Result<Hash, tonic::Status>>, ClientError> {
+        let n = txs.len();
+        let requests = tokio_stream::iter(
+            txs.into_iter()
+                .map(|tx| pb::SubmitStreamRequest { tx })
+                .collect::<Vec<_>>(),
+        );
+        let mut answers = self.txs().submit_stream(requests).await?.into_inner();
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let Some(a) = answers.message().await? else {
+                return Err(ClientError::Status(tonic::Status::unavailable(format!(
+                    "the submit stream ended after {} of {n} answers",
+                    out.len()
+                ))));
+            };
+            out.push(if a.code == 0 {
+                Hash::from_slice(&a.hash)
+                    .map_err(|e| tonic::Status::internal(format!("answer hash: {e}")))
+            } else {
+                Err(tonic::Status::new(
+                    tonic::Code::from(a.code as i32),
+                    a.message,
+                ))
+            });
+        }
+        Ok(out)
+    }
+
     /// A committed transaction with its proof.
     pub async fn get_tx(&self, hash: &Hash) -> Result<pb::GetTxResponse, ClientError> {
         Ok(self

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::blocks::BlockRules;
 use super::error::NodeError;
@@ -417,6 +417,14 @@ impl Actor {
                     Ok(exec) => {
                         self.execs.insert(block_id, exec);
                         true
+                    }
+                    // A proposal of a height this node has committed meanwhile
+                    // (decided by its peers while it was checked) was checked
+                    // against the wrong state: the verdict says nothing of
+                    // the proposer, and the core ignores it.
+                    Err(e) if height <= self.store.latest_height() => {
+                        debug!(%height, block = %block_id.short(), error = %e, "proposal of a height already committed");
+                        false
                     }
                     Err(e) => {
                         warn!(%height, block = %block_id.short(), error = %e, "proposed block is invalid");

@@ -47,6 +47,9 @@ pub const MAX_QUEUED: usize = 20_000;
 /// Most submissions admitted in one batch (one batch signature check).
 const MAX_BATCH: usize = 512;
 
+/// The answer to a queued submission: the transaction's hash once admitted.
+pub type Answer = oneshot::Receiver<Result<Hash, SubmitError>>;
+
 /// A submission waiting for admission.
 struct Queued {
     bytes: Bytes,
@@ -143,6 +146,15 @@ impl TxPool {
     /// batch instead of per transaction, and an account's submissions keep
     /// their order.
     pub async fn admit(self: &Arc<Self>, bytes: Bytes) -> Result<Hash, SubmitError> {
+        self.enqueue(bytes)?
+            .await
+            .map_err(|_| SubmitError::Internal("the admission worker stopped".into()))?
+    }
+
+    /// Queues one transaction for admission as [`TxPool::admit`] does, without
+    /// waiting: the answer comes on the returned receiver. Answers come in the
+    /// order transactions were queued.
+    pub fn enqueue(self: &Arc<Self>, bytes: Bytes) -> Result<Answer, SubmitError> {
         let bytes = owned(bytes);
         let (reply, answer) = oneshot::channel();
         let start = {
@@ -159,9 +171,7 @@ impl TxPool {
             let me = self.clone();
             tokio::task::spawn_blocking(move || me.admit_waiting());
         }
-        answer
-            .await
-            .map_err(|_| SubmitError::Internal("the admission worker stopped".into()))?
+        Ok(answer)
     }
 
     /// The admission worker: batches until the queue is empty.

@@ -58,6 +58,32 @@ impl TxApi {
     }
 }
 
+/// Answers waiting on one submit stream before it stops reading requests.
+const SUBMIT_WINDOW: usize = 1024;
+
+/// A transaction read from a submit stream.
+enum Queued {
+    /// Queued for admission.
+    Waiting(Hash, crate::node::txpool::Answer),
+    /// Refused before it was queued.
+    Refused(Hash, SubmitError),
+    /// The request stream failed (a message too large, a broken connection).
+    Failed(Status),
+}
+
+/// One answer of a submit stream; `refused` is None if admitted.
+fn stream_answer(hash: Hash, refused: Option<Status>) -> pb::SubmitStreamResponse {
+    let (code, message) = match refused {
+        None => (0, String::new()),
+        Some(s) => (s.code() as u32, s.message().to_string()),
+    };
+    pb::SubmitStreamResponse {
+        hash: Bytes::copy_from_slice(hash.as_bytes()),
+        code,
+        message,
+    }
+}
+
 /// The gRPC status for a refused submission.
 pub fn submit_status(e: &SubmitError) -> Status {
     let msg = e.to_string();
@@ -175,6 +201,65 @@ impl TxService for TxApi {
             }
         }
         Ok(Response::new(resp))
+    }
+
+    type SubmitStreamStream = BoxStream<pb::SubmitStreamResponse>;
+
+    async fn submit_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::SubmitStreamRequest>>,
+    ) -> Result<Response<Self::SubmitStreamStream>, Status> {
+        let pool = self.inner.get()?.pool.clone();
+        let mut input = req.into_inner();
+        let (queued_tx, mut queued_rx) = mpsc::channel::<Queued>(SUBMIT_WINDOW);
+        let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
+        // The reader queues each transaction for admission as it arrives. Once
+        // SUBMIT_WINDOW answers wait, it stops reading, and HTTP/2 flow control
+        // stops the client: a stream holds a bounded amount, however fast it sends.
+        tokio::spawn(async move {
+            loop {
+                let msg = match input.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = queued_tx.send(Queued::Failed(status)).await;
+                        break;
+                    }
+                };
+                let hash = Hash::digest(&msg.tx);
+                let q = match pool.enqueue(msg.tx) {
+                    Ok(answer) => Queued::Waiting(hash, answer),
+                    Err(e) => Queued::Refused(hash, e),
+                };
+                if queued_tx.send(q).await.is_err() {
+                    break;
+                }
+            }
+        });
+        // The answerer sends the answers in request order (admission keeps it).
+        tokio::spawn(async move {
+            while let Some(q) = queued_rx.recv().await {
+                let answer = match q {
+                    Queued::Waiting(hash, answer) => match answer.await {
+                        Ok(Ok(_)) => stream_answer(hash, None),
+                        Ok(Err(e)) => stream_answer(hash, Some(submit_status(&e))),
+                        Err(_) => stream_answer(
+                            hash,
+                            Some(Status::internal("the admission worker stopped")),
+                        ),
+                    },
+                    Queued::Refused(hash, e) => stream_answer(hash, Some(submit_status(&e))),
+                    Queued::Failed(status) => {
+                        let _ = out_tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                if out_tx.send(Ok(answer)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 
     async fn get_tx(

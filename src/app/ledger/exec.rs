@@ -281,10 +281,12 @@ pub fn run(
             }
         }
     }
-    let prepared = ledger
-        .state
-        .prepare(overlay.changes)
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let Some(prepared) = ledger.state.prepare_on(committed, overlay.changes) else {
+        return Err(AppError::WrongHeight {
+            expected: ledger.state.committed().0.next(),
+            got: height,
+        });
+    };
     Ok(Run {
         kept,
         results,

@@ -145,7 +145,25 @@ impl CommittedState {
         &self,
         changes: BTreeMap<Hash, Option<Entry>>,
     ) -> Result<PreparedChanges, StateError> {
+        Ok(Self::prepare_locked(&self.read(), changes))
+    }
+
+    /// Like [`CommittedState::prepare`], for changes computed from reads of the
+    /// state at height `parent`; `None` if the state is no longer at `parent`.
+    /// A block applied while the changes were computed (a decision from peers
+    /// arriving while a proposal of the same height is checked) may have
+    /// changed what was read midway: the reads then mix two heights, and the
+    /// root would be neither block's.
+    pub fn prepare_on(
+        &self,
+        parent: Height,
+        changes: BTreeMap<Hash, Option<Entry>>,
+    ) -> Option<PreparedChanges> {
         let g = self.read();
+        (g.height == parent).then(|| Self::prepare_locked(&g, changes))
+    }
+
+    fn prepare_locked(g: &Inner, changes: BTreeMap<Hash, Option<Entry>>) -> PreparedChanges {
         let touched: BTreeSet<usize> = changes.keys().map(smt::bucket_of).collect();
         let mut buckets = BTreeMap::new();
         for b in touched {
@@ -159,11 +177,11 @@ impl CommittedState {
             buckets.insert(b, bucket_node(&leaves));
         }
         let root = g.top.root_with(&buckets);
-        Ok(PreparedChanges {
+        PreparedChanges {
             changes: changes.into_iter().collect(),
             buckets,
             root,
-        })
+        }
     }
 
     /// Applies prepared changes as block `height`.
@@ -399,6 +417,25 @@ mod tests {
         let (gone, proof, _) = again.prove(&entry(3).kh()).unwrap();
         assert_eq!(gone, None);
         assert_eq!(proof.verify(&entry(3).kh(), &root2), Some(Proven::Absent));
+    }
+
+    #[test]
+    fn changes_read_at_an_older_height_are_not_prepared() {
+        let backend: Arc<dyn StateBackend> = Arc::new(MemBackend::default());
+        let s = CommittedState::open(backend).unwrap();
+        let one: BTreeMap<Hash, Option<Entry>> = [(entry(1).kh(), Some(entry(1)))].into();
+        let p = s.prepare_on(Height(0), one.clone()).expect("state at 0");
+        s.apply(Height(1), &p).unwrap();
+        // Computed from reads at height 0, but height 1 was applied since.
+        let two: BTreeMap<Hash, Option<Entry>> = [(entry(2).kh(), Some(entry(2)))].into();
+        assert!(s.prepare_on(Height(0), two.clone()).is_none());
+        let p2 = s.prepare_on(Height(1), two).expect("state at 1");
+        assert_eq!(
+            p2.root,
+            s.prepare(p2.changes.iter().cloned().collect())
+                .unwrap()
+                .root
+        );
     }
 
     #[test]
