@@ -52,6 +52,33 @@ fn retryable(code: tonic::Code) -> bool {
     )
 }
 
+/// When a refused transaction is offered again (in retry mode).
+struct Backoff {
+    first: Instant,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            first: Instant::now(),
+            next: Duration::from_millis(10),
+        }
+    }
+
+    /// How long to wait before offering again after a refusal with `code`, or
+    /// `None` if the refusal stands: no retry mode, a refusal that cannot pass
+    /// later, or [`RETRY_FOR`] spent. Waits double up to half a second.
+    fn after(&mut self, retry: bool, code: tonic::Code) -> Option<Duration> {
+        if !(retry && retryable(code) && self.first.elapsed() < RETRY_FOR) {
+            return None;
+        }
+        let wait = self.next;
+        self.next = (self.next * 2).min(Duration::from_millis(500));
+        Some(wait)
+    }
+}
+
 /// Shared counters of one run, read by the progress line and the report.
 pub struct LoadState {
     /// When the timed window started.
@@ -132,8 +159,7 @@ struct Pending {
     tx: Bytes,
     // Held until answered: bounds what waits on the connection.
     _permit: OwnedSemaphorePermit,
-    first: Instant,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 /// One connection's `SubmitStream`: answers come in request order, so the
@@ -203,18 +229,18 @@ impl Submitter {
                 continue;
             }
             let status = tonic::Status::new(tonic::Code::from(a.code as i32), a.message);
-            if retry && retryable(status.code()) && p.first.elapsed() < RETRY_FOR {
+            match p.backoff.after(retry, status.code()) {
                 // The permit stays held: a node that refuses slows the
                 // offering down.
-                let me = self.clone();
-                let st = state.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(p.backoff).await;
-                    p.backoff = (p.backoff * 2).min(Duration::from_millis(500));
-                    me.send(p, &st);
-                });
-            } else {
-                state.refuse(&status);
+                Some(wait) => {
+                    let me = self.clone();
+                    let st = state.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        me.send(p, &st);
+                    });
+                }
+                None => state.refuse(&status),
             }
         };
         // What waits now is never answered.
@@ -296,45 +322,40 @@ pub async fn offer(
                 let p = Pending {
                     tx,
                     _permit: permit,
-                    first: Instant::now(),
-                    backoff: Duration::from_millis(10),
+                    backoff: Backoff::new(),
                 };
                 stream.send(p, &st);
-                if spec.rate.is_none() && state.t0.elapsed() >= spec.duration {
-                    break;
-                }
-                continue;
-            }
-            let mut client = client.clone();
-            let retry = spec.retry;
-            tokio::spawn(async move {
-                let first = Instant::now();
-                let mut backoff = Duration::from_millis(10);
-                let r = loop {
-                    let r = client
-                        .submit(pb::SubmitRequest {
-                            tx: tx.clone(),
-                            mode: pb::SubmitMode::Accepted as i32,
-                        })
-                        .await;
-                    match &r {
-                        Err(s) if retry && retryable(s.code()) && first.elapsed() < RETRY_FOR => {
-                            // The permit stays held: a node that refuses slows
-                            // the offering down.
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_millis(500));
+            } else {
+                let mut client = client.clone();
+                let retry = spec.retry;
+                tokio::spawn(async move {
+                    let mut backoff = Backoff::new();
+                    let r = loop {
+                        let r = client
+                            .submit(pb::SubmitRequest {
+                                tx: tx.clone(),
+                                mode: pb::SubmitMode::Accepted as i32,
+                            })
+                            .await;
+                        match &r {
+                            Err(s) => match backoff.after(retry, s.code()) {
+                                // The permit stays held: a node that refuses
+                                // slows the offering down.
+                                Some(wait) => tokio::time::sleep(wait).await,
+                                None => break r,
+                            },
+                            Ok(_) => break r,
                         }
-                        _ => break r,
+                    };
+                    drop(permit);
+                    match r {
+                        Ok(_) => {
+                            st.accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(s) => st.refuse(&s),
                     }
-                };
-                drop(permit);
-                match r {
-                    Ok(_) => {
-                        st.accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(s) => st.refuse(&s),
-                }
-            });
+                });
+            }
             if spec.rate.is_none() && state.t0.elapsed() >= spec.duration {
                 break;
             }

@@ -152,11 +152,7 @@ impl Client {
         txs: Vec<Bytes>,
     ) -> Result<Vec<Result<Hash, tonic::Status>>, ClientError> {
         let n = txs.len();
-        let requests = tokio_stream::iter(
-            txs.into_iter()
-                .map(|tx| pb::SubmitStreamRequest { tx })
-                .collect::<Vec<_>>(),
-        );
+        let requests = tokio_stream::iter(txs.into_iter().map(|tx| pb::SubmitStreamRequest { tx }));
         let mut answers = self.txs().submit_stream(requests).await?.into_inner();
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
