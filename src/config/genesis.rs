@@ -44,8 +44,62 @@ pub struct Genesis {
     /// The fixed validator set.
     pub validators: Vec<GenesisValidator>,
     /// Accounts funded at genesis.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "accounts_checked_in_parallel")]
     pub accounts: Vec<GenesisAccount>,
+}
+
+/// An account as written in the file, its key not yet checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    public_key: String,
+    balance: u64,
+}
+
+/// Reads the accounts and checks their keys on every core: checking a key is
+/// a point decompression (tens of microseconds), and a genesis may fund tens
+/// of thousands of accounts, which every node reads at every start.
+fn accounts_checked_in_parallel<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<GenesisAccount>, D::Error> {
+    let raw = Vec::<RawAccount>::deserialize(d)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = raw.len().div_ceil(threads).max(1024);
+    let parts: Vec<Result<Vec<GenesisAccount>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = raw
+            .chunks(per)
+            .enumerate()
+            .map(|(part, accounts)| {
+                s.spawn(move || {
+                    accounts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| {
+                            let public_key = a.public_key.parse().map_err(|e| {
+                                format!("accounts[{}].public_key: {e}", part * per + i)
+                            })?;
+                            Ok(GenesisAccount {
+                                public_key,
+                                balance: a.balance,
+                            })
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("checking account keys panicked".into()))
+            })
+            .collect()
+    });
+    let mut accounts = Vec::with_capacity(raw.len());
+    for part in parts {
+        accounts.extend(part.map_err(serde::de::Error::custom)?);
+    }
+    Ok(accounts)
 }
 
 impl Genesis {
@@ -187,5 +241,36 @@ mod tests {
             e.contains("genesis_time_ms") || e.contains("invalid type"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn accounts_are_read_in_order_and_a_bad_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("genesis.json");
+        // More accounts than one thread checks, so that several parts join.
+        let mut g = sample();
+        g.accounts = (0..3000u32)
+            .map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..4].copy_from_slice(&i.to_be_bytes());
+                GenesisAccount {
+                    public_key: Keypair::from_seed(seed).public(),
+                    balance: u64::from(i),
+                }
+            })
+            .collect();
+        g.save(&p).unwrap();
+        assert_eq!(Genesis::load(&p).unwrap(), g);
+
+        // Not a point of the curve: y = 2 has no matching x.
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        let text = std::fs::read_to_string(&p).unwrap().replace(
+            &g.accounts[2500].public_key.to_hex(),
+            &hex::encode(not_a_point),
+        );
+        std::fs::write(&p, text).unwrap();
+        let e = Genesis::load(&p).unwrap_err().to_string();
+        assert!(e.contains("accounts[2500].public_key"), "{e}");
     }
 }

@@ -1,8 +1,9 @@
 //! The sync service: snapshots, light blocks and block ranges for nodes that
 //! catch up.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::Stream;
 use prost::Message;
@@ -25,6 +26,11 @@ pub const MAX_RANGE: u64 = 10_000;
 pub struct SyncApi {
     store: Arc<dyn Store>,
     faults: crate::faults::Faults,
+    /// What `list_snapshots` says of each stored snapshot, by height. A
+    /// snapshot never changes once its manifest is written, and reading,
+    /// decoding and hashing a manifest (tens of thousands of bucket roots)
+    /// took tens of milliseconds a snapshot and a request.
+    listed: Arc<Mutex<HashMap<u64, pb::SnapshotInfo>>>,
 }
 
 impl SyncApi {
@@ -33,6 +39,7 @@ impl SyncApi {
         SyncApi {
             store,
             faults: crate::faults::Faults::from_env(),
+            listed: Arc::default(),
         }
     }
 
@@ -57,11 +64,21 @@ impl SyncService for SyncApi {
     ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
         let mut heights = self.store.snapshot_heights().map_err(storage_status)?;
         heights.reverse();
+        let known: HashMap<u64, pb::SnapshotInfo> = {
+            let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget deleted snapshots.
+            listed.retain(|h, _| heights.contains(&Height(*h)));
+            listed.clone()
+        };
         let mut snapshots = Vec::new();
         for h in heights {
+            if let Some(info) = known.get(&h.0) {
+                snapshots.push(info.clone());
+                continue;
+            }
             let Ok(m) = self.manifest(h.0) else { continue };
             let hash = crate::types::Hash::digest(&m.encode_to_vec());
-            snapshots.push(pb::SnapshotInfo {
+            let info = pb::SnapshotInfo {
                 height: m.height,
                 format: m.format,
                 chunks: m.chunks.len() as u32,
@@ -69,7 +86,12 @@ impl SyncService for SyncApi {
                 manifest_hash: hash.as_bytes().to_vec().into(),
                 entries: m.buckets.iter().map(|b| b.count).sum(),
                 bytes: 0,
-            });
+            };
+            self.listed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(h.0, info.clone());
+            snapshots.push(info);
         }
         Ok(Response::new(pb::ListSnapshotsResponse { snapshots }))
     }

@@ -78,6 +78,10 @@ pub struct Chunk {
     pub end: u32,
     /// Entries in key-hash order, with their key hashes.
     pub entries: Vec<(Hash, Entry)>,
+    /// Each bucket's leaves (`first..end`), as checked against the manifest:
+    /// a restore keeps them so that it need not read the state back to build
+    /// the tree.
+    pub leaves: Vec<Vec<Leaf>>,
 }
 
 fn malformed(e: impl std::fmt::Display) -> SnapshotError {
@@ -240,27 +244,30 @@ pub fn verify_chunk(manifest: &Manifest, index: u32, bytes: &[u8]) -> Result<Chu
     }
     // Recompute each bucket's root and count.
     let mut i = 0;
+    let mut leaves = Vec::with_capacity(range.end.saturating_sub(range.first) as usize);
     for b in range.first..range.end {
         let start = i;
         while i < entries.len() && smt::bucket_of(&entries[i].0) as u32 == b {
             i += 1;
         }
-        let leaves: Vec<Leaf> = entries[start..i]
+        let bucket: Vec<Leaf> = entries[start..i]
             .iter()
             .map(|(kh, e)| e.leaf(*kh))
             .collect();
         let node = TopNode {
-            hash: smt::subtree_root(&leaves, BUCKET_BITS),
-            count: leaves.len() as u64,
+            hash: smt::subtree_root(&bucket, BUCKET_BITS),
+            count: bucket.len() as u64,
         };
         if node != manifest.buckets[b as usize] {
             return Err(bad(format!("bucket {b} does not match the manifest")));
         }
+        leaves.push(bucket);
     }
     Ok(Chunk {
         first: range.first,
         end: range.end,
         entries,
+        leaves,
     })
 }
 

@@ -9,8 +9,10 @@
 //!    each on arrival against the manifest before writing it; a server that
 //!    serves a bad chunk is dropped at that chunk, which is fetched elsewhere.
 //! 5. Persist progress after each chunk, so a restarted node resumes.
-//! 6. Recompute the root from everything written and compare; store the block of
-//!    that height as the first of the node's history.
+//! 6. Recompute the root from everything written and compare (from the leaves
+//!    of each chunk as checked and written, without reading the state back;
+//!    chunks written before a restart are read back); store the block of that
+//!    height as the first of the node's history.
 //!
 //! If no server offers a snapshot, the node says so and syncs blocks from
 //! genesis; a server that does not answer is given up after a timeout, so
@@ -27,7 +29,9 @@ use tracing::{info, warn};
 
 use super::progress::Progress;
 use super::snapshot::{Manifest, verify_chunk};
-use crate::app::state::{Change, CommittedState, PreparedChanges, StateBackend};
+use crate::app::state::committed::scan_buckets;
+use crate::app::state::smt::{BUCKETS, Leaf};
+use crate::app::state::{Change, CommittedState, PreparedChanges, StateBackend, StateError};
 use crate::codec::{Wire, encode_outcome};
 use crate::pb;
 use crate::pb::node_service_client::NodeServiceClient;
@@ -43,6 +47,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_FAILURES: u32 = 3;
 /// Restores started over (with a newer snapshot) before giving up.
 const MAX_ATTEMPTS: u32 = 4;
+/// Restored bytes written between two flushes. A flush makes the entries
+/// and progress marks written so far durable and costs a few fsyncs; a
+/// restarted restore fetches again at most what was not yet flushed.
+const FLUSH_BYTES: usize = 12 * 1024 * 1024;
 /// Largest message accepted from a server (a chunk plus framing).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -183,6 +191,15 @@ fn decode_target(b: &[u8]) -> Option<Target> {
     })
 }
 
+/// Every server's list of snapshots, asked of all at once, in server order.
+async fn list_all(servers: &[Server]) -> Vec<Result<pb::ListSnapshotsResponse, String>> {
+    futures::future::join_all(servers.iter().map(|s| {
+        let mut client = s.sync.clone();
+        async move { timed(client.list_snapshots(pb::ListSnapshotsRequest {})).await }
+    }))
+    .await
+}
+
 /// Checks a light block: the commit certifies the header for the genesis set.
 pub fn verify_light_block(
     cfg: &StateSyncConfig,
@@ -214,23 +231,23 @@ pub async fn run(
     progress: Arc<Progress>,
 ) -> Result<Outcome, StateSyncError> {
     let storage = |e: crate::storage::StorageError| StateSyncError::Storage(e.to_string());
-    let mut servers = Vec::new();
-    for a in &cfg.servers {
-        if let Some(s) = connect(a).await {
-            servers.push(s);
-        }
-    }
+    // Every server at once: each may take up to the request timeout.
+    let servers: Vec<Server> = futures::future::join_all(cfg.servers.iter().map(|a| connect(a)))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     // A restore interrupted earlier resumes with the same snapshot. If the
     // servers drop the snapshot being restored (they keep only their newest
     // ones), start over with a newer one.
     let mut attempt = 0;
-    let target = loop {
+    let (target, known) = loop {
         attempt += 1;
         let Some(target) = pick_target(cfg, &servers, &store, &backend, &progress).await? else {
             return Ok(Outcome::NoSnapshot);
         };
         match restore_chunks(cfg, &servers, &target, backend.clone(), &progress).await {
-            Ok(()) => break target,
+            Ok(known) => break (target, known),
             Err(e) if attempt < MAX_ATTEMPTS => {
                 warn!(error = %e, attempt, "starting state sync over with the newest snapshot");
                 store.meta.meta_put(TARGET_KEY, &[]).map_err(storage)?;
@@ -240,12 +257,18 @@ pub async fn run(
     };
     let height = target.manifest.height;
 
-    // Every entry written: the root recomputed from them must be the signed one.
+    // Every entry written: the root recomputed from them must be the signed
+    // one. The leaves of the chunks this run wrote are those computed from the
+    // very entries handed to the backend; chunks written before a restart are
+    // read back.
     let b = backend.clone();
-    let state = tokio::task::spawn_blocking(move || CommittedState::open(b))
-        .await
-        .map_err(|e| StateSyncError::Storage(e.to_string()))?
-        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    let state = tokio::task::spawn_blocking(move || {
+        let leaves = complete_leaves(b.as_ref(), known)?;
+        CommittedState::from_leaves(b, leaves)
+    })
+    .await
+    .map_err(|e| StateSyncError::Storage(e.to_string()))?
+    .map_err(|e| StateSyncError::Storage(e.to_string()))?;
     let root = state.committed().1;
     if root != target.header.app_hash {
         // Chunks were checked one by one, so this means local corruption: start over.
@@ -327,8 +350,8 @@ async fn choose(
 ) -> Result<Option<Target>, StateSyncError> {
     // (height, manifest hash) -> servers offering it.
     let mut offers: BTreeMap<(Height, Hash), Vec<usize>> = BTreeMap::new();
-    for (i, s) in servers.iter().enumerate() {
-        match timed(s.sync.clone().list_snapshots(pb::ListSnapshotsRequest {})).await {
+    for (i, (s, listed)) in servers.iter().zip(list_all(servers).await).enumerate() {
+        match listed {
             Ok(list) => {
                 for snap in list.snapshots.iter().take(16) {
                     if let Ok(h) = Hash::from_slice(&snap.manifest_hash) {
@@ -419,6 +442,38 @@ struct Work {
     done: Vec<u8>,
     remaining: usize,
     dropped: Vec<bool>,
+    /// Each bucket's leaves, once the chunk holding it is written.
+    leaves: Vec<Option<Vec<Leaf>>>,
+    /// Bytes of chunks written since the last flush.
+    unflushed: usize,
+}
+
+/// Every bucket's leaves: those `known` from the chunks this run wrote, the
+/// others read from the backend (chunks written before a restart).
+fn complete_leaves(
+    backend: &dyn StateBackend,
+    mut known: Vec<Option<Vec<Leaf>>>,
+) -> Result<Vec<Vec<Leaf>>, StateError> {
+    known.resize_with(BUCKETS, || None);
+    let mut first = 0;
+    while first < BUCKETS {
+        if known[first].is_some() {
+            first += 1;
+            continue;
+        }
+        let mut end = first;
+        while end < BUCKETS && known[end].is_none() {
+            end += 1;
+        }
+        for (slot, leaves) in known[first..end]
+            .iter_mut()
+            .zip(scan_buckets(backend, first, end)?)
+        {
+            *slot = Some(leaves);
+        }
+        first = end;
+    }
+    Ok(known.into_iter().map(Option::unwrap_or_default).collect())
 }
 
 async fn restore_chunks(
@@ -427,7 +482,7 @@ async fn restore_chunks(
     target: &Target,
     backend: Arc<dyn StateBackend>,
     progress: &Arc<Progress>,
-) -> Result<(), StateSyncError> {
+) -> Result<Vec<Option<Vec<Leaf>>>, StateSyncError> {
     let height = target.manifest.height;
     let n = target.manifest.chunks.len();
     let mut done = backend
@@ -437,14 +492,15 @@ async fn restore_chunks(
     let queue: VecDeque<u32> = (0..n as u32).filter(|i| done[*i as usize] == 0).collect();
     let remaining = queue.len();
     progress.start_chunks(n as u64, (n - remaining) as u64);
+    let leaves: Vec<Option<Vec<Leaf>>> = (0..BUCKETS).map(|_| None).collect();
     if remaining == 0 {
-        return Ok(());
+        return Ok(leaves);
     }
     // Only servers that list this very snapshot.
     let mut holders = Vec::new();
     let want = target.manifest.hash();
-    for s in servers {
-        if let Ok(list) = timed(s.sync.clone().list_snapshots(pb::ListSnapshotsRequest {})).await {
+    for (s, listed) in servers.iter().zip(list_all(servers).await) {
+        if let Ok(list) = listed {
             if list
                 .snapshots
                 .iter()
@@ -465,6 +521,8 @@ async fn restore_chunks(
         done,
         remaining,
         dropped: vec![false; holders.len()],
+        leaves,
+        unflushed: 0,
     }));
     let manifest = Arc::new(target.manifest.clone());
     // Every server's fetchers share the bound on chunks held, so that memory
@@ -487,7 +545,13 @@ async fn restore_chunks(
     for t in tasks {
         let _ = t.await;
     }
-    let w = work.lock().unwrap_or_else(|e| e.into_inner());
+    // What the last chunks wrote (and their marks) becomes durable.
+    let b = backend.clone();
+    tokio::task::spawn_blocking(move || b.flush())
+        .await
+        .map_err(|e| StateSyncError::Storage(e.to_string()))?
+        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
     if w.remaining > 0 {
         return Err(StateSyncError::Failed {
             height,
@@ -497,7 +561,7 @@ async fn restore_chunks(
             ),
         });
     }
-    Ok(())
+    Ok(std::mem::take(&mut w.leaves))
 }
 
 async fn fetcher(
@@ -560,7 +624,7 @@ async fn fetcher(
             verify_chunk(&m, index, &bytes).map(|c| (c, bytes.len()))
         })
         .await;
-        let (chunk, size) = match checked {
+        let (mut chunk, size) = match checked {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
                 // A bad chunk: this server is dropped here; another serves it.
@@ -574,10 +638,14 @@ async fn fetcher(
                 continue;
             }
         };
-        // Write the entries and mark the chunk done; one flush makes both
-        // durable (the mark is kept beside the state). Should a crash ever keep
-        // a mark without its entries, the root check at the end fails and the
-        // restore starts over: a chunk is never trusted on its mark alone.
+        // Write the entries and mark the chunk done; a flush makes both
+        // durable (the mark is kept beside the state), once every
+        // FLUSH_BYTES. Should a crash ever keep a mark without its entries,
+        // the root check at the end fails (chunks written before a restart
+        // are read back for it) and the restore starts over: a chunk is never
+        // trusted on its mark alone.
+        let leaves = std::mem::take(&mut chunk.leaves);
+        let first = chunk.first as usize;
         let b = backend.clone();
         let w2 = work.clone();
         let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
@@ -589,13 +657,21 @@ async fn fetcher(
             b.apply(Height(0), &changes).map_err(|e| e.to_string())?;
             // Marked once its entries are written: any progress recorded from
             // now on (by this fetcher or another) is flushed with them.
-            let done = {
+            let (done, flush) = {
                 let mut w = w2.lock().unwrap_or_else(|e| e.into_inner());
                 w.done[index as usize] = 1;
-                w.done.clone()
+                w.unflushed += size;
+                let flush = w.unflushed >= FLUSH_BYTES;
+                if flush {
+                    w.unflushed = 0;
+                }
+                (w.done.clone(), flush)
             };
             b.set_restore_progress(&done).map_err(|e| e.to_string())?;
-            b.flush().map_err(|e| e.to_string())
+            if flush {
+                b.flush().map_err(|e| e.to_string())?;
+            }
+            Ok(())
         })
         .await;
         match written {
@@ -603,6 +679,9 @@ async fn fetcher(
                 {
                     let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
                     w.remaining -= 1;
+                    for (slot, l) in w.leaves.iter_mut().skip(first).zip(leaves) {
+                        *slot = Some(l);
+                    }
                 }
                 progress.chunk_done(size as u64, started.elapsed());
                 if !throttle.is_zero() {
@@ -641,4 +720,47 @@ async fn fetch_block(servers: &[Server], target: &Target) -> Option<Block> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::state::{Entry, MemBackend};
+
+    #[test]
+    fn leaves_not_known_are_read_back_and_known_ones_are_kept() {
+        let backend: Arc<dyn StateBackend> = Arc::new(MemBackend::default());
+        let changes: Vec<Change> = (0..2000u32)
+            .map(|i| {
+                let e = Entry {
+                    key: format!("key{i}").into_bytes(),
+                    value: vec![i as u8; 30],
+                };
+                (e.kh(), Some(e))
+            })
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        backend.apply(Height(0), &changes).unwrap();
+        let all = scan_buckets(backend.as_ref(), 0, BUCKETS).unwrap();
+        let opened = CommittedState::open(backend.clone()).unwrap();
+
+        // Known: every bucket but two runs (as after a restart mid-restore).
+        let mut known: Vec<Option<Vec<Leaf>>> = all.iter().cloned().map(Some).collect();
+        known[..700].fill(None);
+        known[40_000..41_500].fill(None);
+        let completed = complete_leaves(backend.as_ref(), known.clone()).unwrap();
+        assert_eq!(completed, all);
+        let restored = CommittedState::from_leaves(backend.clone(), completed).unwrap();
+        assert_eq!(restored.committed(), opened.committed());
+
+        // What is known is taken as is, not read again: a wrong leaf shows in
+        // the root, which the restore compares with the signed one.
+        let (b, _) = all.iter().enumerate().find(|(_, l)| !l.is_empty()).unwrap();
+        known[b] = Some(Vec::new());
+        let completed = complete_leaves(backend.as_ref(), known).unwrap();
+        assert!(completed[b].is_empty());
+        let wrong = CommittedState::from_leaves(backend, completed).unwrap();
+        assert_ne!(wrong.committed().1, opened.committed().1);
+    }
 }

@@ -100,6 +100,17 @@ impl CommittedState {
         for part in scanned {
             leaves.extend(part?);
         }
+        Self::from_leaves(backend, leaves)
+    }
+
+    /// Opens the state over `backend` from every bucket's leaves, computed by
+    /// the caller from the very entries it wrote to the backend (a snapshot
+    /// restore, which checked each chunk's leaves against the manifest): the
+    /// backend's entries are not read back.
+    pub fn from_leaves(
+        backend: Arc<dyn StateBackend>,
+        leaves: Vec<Vec<Leaf>>,
+    ) -> Result<CommittedState, StateError> {
         let nodes: Vec<TopNode> = leaves.iter().map(|ls| bucket_node(ls)).collect();
         let top = TopTree::from_buckets(&nodes)
             .ok_or_else(|| StateError("bucket count mismatch".into()))?;
@@ -325,7 +336,8 @@ impl CommittedState {
 const MAX_OPEN_THREADS: usize = 4;
 
 /// The sorted leaves of buckets `first..end`, read from the backend in order.
-fn scan_buckets(
+/// The leaves of buckets `first..end`, read from the backend in key order.
+pub fn scan_buckets(
     backend: &dyn StateBackend,
     first: usize,
     end: usize,
