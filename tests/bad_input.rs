@@ -708,3 +708,31 @@ async fn bad_input_at_every_entry_point_gets_a_clear_error_and_harms_nothing() {
         .await
         .expect("a good transaction after the bad ones");
 }
+
+/// A command whose reader has gone (`consort ... | head -1` after head exits)
+/// ends as Unix tools do, by SIGPIPE, not with a panic message.
+#[cfg(unix)]
+#[test]
+fn a_command_printing_into_a_closed_pipe_does_not_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_consort"))
+        .args(["init", "--moniker", "piped", "--home"])
+        .arg(dir.path().join("home"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+    // What it did before printing is done.
+    assert!(dir.path().join("home").join("config.toml").exists());
+}

@@ -158,11 +158,31 @@ enum KeysCommand {
 /// Runs the command line; errors print and exit non-zero.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    die_quietly_on_closed_pipe(&cli.command);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A command that prints its answer and exits dies quietly of SIGPIPE when
+/// its reader goes away (`consort query blocks | head -1`), as Unix tools do:
+/// Rust ignores the signal, and printing to the closed pipe panicked. The
+/// long-running commands (a node, a devnet, a benchmark) keep ignoring it, so
+/// that a closed log pipe never kills a validator.
+fn die_quietly_on_closed_pipe(command: &Command) {
+    #[cfg(unix)]
+    if !matches!(
+        command,
+        Command::Start { .. } | Command::Devnet { .. } | Command::Bench(_)
+    ) {
+        // SAFETY: sets the default action of one signal, before any thread
+        // is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
 }

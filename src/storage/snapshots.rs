@@ -91,18 +91,33 @@ impl<E: Engine> KvStore<E> {
     }
 
     pub(super) fn snapshot_heights(&self) -> Result<Vec<Height>, StorageError> {
-        // A handful of snapshots of a few hundred chunks each: listing the keys
-        // is cheap. Manifests are the 9-byte keys ending in 0.
-        let keys = self.engine.keys(TreeId::Snapshots, &[], &[0xff; 14])?;
-        Ok(keys
-            .iter()
-            .filter(|k| k.len() == 9 && k[8] == 0)
-            .map(|k| {
-                let mut hb = [0u8; 8];
-                hb.copy_from_slice(&k[..8]);
-                Height(u64::from_be_bytes(hb))
-            })
-            .collect())
+        // One lookup per stored height, hopping from each height to the next:
+        // listing every key would load every leaf of the tree, and the leaves
+        // hold the chunks (hundreds of megabytes to read and decompress once
+        // the store has let them go from memory, at each listing).
+        let mut heights = Vec::new();
+        let mut from = manifest_key(Height(0));
+        loop {
+            let next = self
+                .engine
+                .scan_limit(TreeId::Snapshots, &from, &[0xff; 14], 1)?;
+            let Some((key, _)) = next.into_iter().next() else {
+                break;
+            };
+            let Some(hb) = key.get(..8) else { break };
+            let mut b = [0u8; 8];
+            b.copy_from_slice(hb);
+            let h = u64::from_be_bytes(b);
+            // A height without its manifest is a snapshot never completed.
+            if key.len() == 9 && key[8] == 0 {
+                heights.push(Height(h));
+            }
+            match h.checked_add(1) {
+                Some(n) => from = manifest_key(Height(n)),
+                None => break,
+            }
+        }
+        Ok(heights)
     }
 
     pub(super) fn delete_snapshot(&self, h: Height) -> Result<(), StorageError> {

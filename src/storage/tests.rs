@@ -587,6 +587,33 @@ fn evidence_index_rebuilds_from_the_log<S: Harness + EvidenceStore>(s: &S) {
     assert_eq!(s.list_evidence(Height(1), Height(4), 10).unwrap().len(), 1);
 }
 
+fn snapshots_list_only_complete_heights<S: Harness + SnapshotStore>(s: &S) {
+    assert_eq!(s.snapshot_heights().unwrap(), vec![]);
+    for (h, complete) in [(100, true), (200, false), (300, true), (u64::MAX, true)] {
+        for i in 0..3u32 {
+            s.put_snapshot_chunk(Height(h), i, &[i as u8; 100]).unwrap();
+        }
+        if complete {
+            s.put_snapshot_manifest(Height(h), b"manifest").unwrap();
+        }
+    }
+    // 200 has chunks but no manifest: an interrupted snapshot.
+    assert_eq!(
+        s.snapshot_heights().unwrap(),
+        vec![Height(100), Height(300), Height(u64::MAX)]
+    );
+    assert_eq!(
+        s.snapshot_chunk(Height(300), 2).unwrap(),
+        Some(vec![2u8; 100])
+    );
+    s.delete_snapshot(Height(100)).unwrap();
+    assert_eq!(
+        s.snapshot_heights().unwrap(),
+        vec![Height(300), Height(u64::MAX)]
+    );
+    assert_eq!(s.snapshot_chunk(Height(100), 0).unwrap(), None);
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod mem {
@@ -629,6 +656,7 @@ conformance!(
     deferred_appends_follow_the_same_rules,
     evidence_index_lists_and_finds,
     evidence_index_rebuilds_from_the_log,
+    snapshots_list_only_complete_heights,
 );
 
 #[test]
