@@ -192,6 +192,12 @@ async fn a_joiner_killed_mid_restore_resumes() {
     assert_joined(&c).await;
     let log = c.log_of(4);
     assert!(log.contains("resuming an interrupted state sync"), "{log}");
+    // What was flushed before the kill is kept (and read back for the root
+    // check), not fetched again.
+    assert!(
+        log.contains("keeping the chunks written before the restart"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

