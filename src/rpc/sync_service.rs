@@ -64,15 +64,12 @@ impl SyncService for SyncApi {
     ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
         let mut heights = self.store.snapshot_heights().map_err(storage_status)?;
         heights.reverse();
-        let known: HashMap<u64, pb::SnapshotInfo> = {
-            let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
-            // Forget deleted snapshots.
-            listed.retain(|h, _| heights.contains(&Height(*h)));
-            listed.clone()
-        };
+        let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget deleted snapshots.
+        listed.retain(|h, _| heights.contains(&Height(*h)));
         let mut snapshots = Vec::new();
         for h in heights {
-            if let Some(info) = known.get(&h.0) {
+            if let Some(info) = listed.get(&h.0) {
                 snapshots.push(info.clone());
                 continue;
             }
@@ -87,10 +84,7 @@ impl SyncService for SyncApi {
                 entries: m.buckets.iter().map(|b| b.count).sum(),
                 bytes: 0,
             };
-            self.listed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(h.0, info.clone());
+            listed.insert(h.0, info.clone());
             snapshots.push(info);
         }
         Ok(Response::new(pb::ListSnapshotsResponse { snapshots }))

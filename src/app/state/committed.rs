@@ -336,7 +336,6 @@ impl CommittedState {
 const MAX_OPEN_THREADS: usize = 4;
 
 /// The sorted leaves of buckets `first..end`, read from the backend in order.
-/// The leaves of buckets `first..end`, read from the backend in key order.
 pub fn scan_buckets(
     backend: &dyn StateBackend,
     first: usize,
