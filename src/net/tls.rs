@@ -12,7 +12,7 @@
 //!    own, and, when we dialed a specific peer, is that peer's key;
 //! 3. the handshake signature (TLS 1.3 `CertificateVerify`, which covers the
 //!    transcript) is an ed25519 signature by that key, checked with the same
-//!    `verify_strict` rule as votes.
+//!    rule as votes ([`crate::types::PublicKey::verify`]).
 //!
 //! A key that fails 2 is refused during the handshake, before any application
 //! data is exchanged. Session resumption is disabled, so every connection runs
