@@ -78,7 +78,8 @@ pub enum AppError {
     },
 }
 
-/// Classes of transaction refusal, so the API can answer with the right status.
+/// Classes of transaction refusal, so the API can answer with the right status,
+/// and the failure code of a transaction that fails in a certified block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectCode {
     /// Malformed bytes, wrong chain, bad field.
@@ -95,6 +96,22 @@ pub enum RejectCode {
     UnknownAccount,
     /// Too large.
     TooLarge,
+}
+
+impl RejectCode {
+    /// The [`TxResult::code`] of a transaction that failed this way in a
+    /// committed block. Stable: results are part of the chain's history.
+    pub fn result_code(self) -> u32 {
+        match self {
+            RejectCode::Malformed => 1,
+            RejectCode::BadSignature => 2,
+            RejectCode::StaleNonce => 3,
+            RejectCode::FutureNonce => 4,
+            RejectCode::InsufficientFunds => 5,
+            RejectCode::UnknownAccount => 6,
+            RejectCode::TooLarge => 7,
+        }
+    }
 }
 
 /// What admission learned of a transaction, for the mempool's ordering rules.
@@ -136,6 +153,15 @@ pub trait Application: Send + Sync + 'static {
     /// same state give the same result on every node. An `Err` means the block is
     /// invalid (a transaction that must never be in a block).
     fn execute(&self, height: Height, txs: &[Bytes]) -> Result<Execution, AppError>;
+
+    /// Executes a block that more than 2/3 of the validators committed. It is
+    /// never refused for what its transactions say: one that fails (format,
+    /// signature, nonce, funds) gets a failure result and changes nothing,
+    /// deterministically, so that every node reaches the same state whichever
+    /// path brought it the block. An `Err` means the application itself failed.
+    fn execute_certified(&self, height: Height, txs: &[Bytes]) -> Result<Execution, AppError> {
+        self.execute(height, txs)
+    }
 
     /// Builds a proposal from candidate transactions in order: like `execute`, but
     /// a transaction that fails is left out instead of failing the block.

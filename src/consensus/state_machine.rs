@@ -219,6 +219,21 @@ impl Consensus {
         self.validators.validators()[i].public_key
     }
 
+    /// The proposer of `round` at `height`, for this height or the next one
+    /// (whose messages are buffered); `None` for any other height.
+    pub fn proposer_at(&self, height: Height, round: Round) -> Option<PublicKey> {
+        if height == self.height {
+            return Some(self.proposer(round));
+        }
+        if self.height.0 == 0 || height != self.height.next() {
+            return None;
+        }
+        let mut next = self.schedule.clone();
+        next.advance_height();
+        let i = next.proposer_index(round.0);
+        Some(self.validators.validators()[i].public_key)
+    }
+
     /// The proposal of `round` at this height and its block, if received.
     pub fn proposal(&self, round: Round) -> Option<(&Proposal, &Arc<Block>)> {
         let p = self.proposals.get(&round)?;
@@ -413,7 +428,12 @@ impl Consensus {
 
     fn on_proposal(&mut self, p: Proposal, block: Arc<Block>, out: &mut Vec<Output>) {
         if self.height.0 != 0 && p.height == self.height.next() {
-            if p.round.0 < FUTURE_HEIGHT_ROUNDS {
+            // One slot per round, kept for the round's proposer alone: anyone
+            // else's proposal taking it would cost the next height that round.
+            if p.round.0 < FUTURE_HEIGHT_ROUNDS
+                && self.proposer_at(p.height, p.round) == Some(p.proposer)
+                && block.id() == p.block_id
+            {
                 self.future
                     .entry(FutureKey::Proposal(p.round))
                     .or_insert(Input::Proposal { proposal: p, block });

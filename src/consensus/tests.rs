@@ -2177,6 +2177,39 @@ fn next_height_messages_are_buffered() {
                 after: after(Step::Commit, 0),
             },
             Row {
+                name: "a next-height proposal from a validator not its round's proposer: dropped",
+                setup: with(decided_height_1(), [at(2, proposal_by_non_proposer(0, A))]),
+                input: start(2),
+                out: vec![NewRound(0), Timeout(Tk::Propose, 0)],
+                after: after(Step::Propose, 0),
+            },
+            Row {
+                name: "and it does not take the slot of the proposer's own",
+                setup: with(
+                    decided_height_1(),
+                    [
+                        at(2, proposal_by_non_proposer(0, A)),
+                        at(2, proposal(0, B, None)),
+                    ],
+                ),
+                input: start(2),
+                out: vec![NewRound(0), Timeout(Tk::Propose, 0), ValidateValue(0, B)],
+                after: after(Step::Propose, 0),
+            },
+            Row {
+                name: "a next-height proposal that does not carry its block: dropped",
+                setup: with(
+                    decided_height_1(),
+                    [
+                        at(2, mismatched_proposal(0, A, B)),
+                        at(2, proposal(0, B, None)),
+                    ],
+                ),
+                input: start(2),
+                out: vec![NewRound(0), Timeout(Tk::Propose, 0), ValidateValue(0, B)],
+                after: after(Step::Propose, 0),
+            },
+            Row {
                 name: "buffered before this height is decided too",
                 setup: vec![
                     start(1),

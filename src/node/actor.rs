@@ -18,7 +18,7 @@ use super::blocks::BlockRules;
 use super::error::NodeError;
 use super::status::{NodeStatus, SyncPhase};
 use super::timers::{TimerEvent, Timers};
-use super::{Store, catchup::CatchUp};
+use super::{PeerFault, Store, catchup::CatchUp};
 use crate::app::{Application, Execution};
 use crate::consensus::{Consensus, FUTURE_HEIGHT_ROUNDS, Input, MAX_ROUND_LEAD, Output, Step};
 use crate::metrics::NodeMetrics;
@@ -45,6 +45,10 @@ pub const SCORE_DECAY_PER_SEC: f64 = 1.0;
 /// ones (one per message of a flood) at debug, so that a flood does not flood
 /// the log too.
 const WARN_POINTS: u32 = 10;
+/// How long a node may stay one height behind its peers before its status
+/// says it is catching up.
+const CATCHING_UP_AFTER: Duration = Duration::from_secs(5);
+
 /// A vote or proposal this many heights above both our height and the height
 /// its sender announced is no honest message: its sender is scored.
 pub const FUTURE_HEIGHT_SLACK: u64 = 100;
@@ -145,6 +149,8 @@ pub struct Actor {
     pub(super) evidence_pool: super::evidence::EvidencePool,
     pub(super) peers: HashMap<PublicKey, PeerState>,
     pub(super) catchup: CatchUp,
+    /// Answers peers' block requests off this task.
+    pub(super) block_server: super::block_server::BlockServer,
     /// Time of the latest committed block.
     pub(super) last_block_time: Timestamp,
     /// When the latest block was committed here.
@@ -230,8 +236,8 @@ impl Actor {
                         self.try_start_height(h, false);
                     }
                 }
-                Some((peer, n)) = self.bad_tx_rx.recv() => {
-                    self.penalize(&peer, 10 * n.min(10) as u32, "gossiped invalid transactions");
+                Some((peer, count)) = self.bad_tx_rx.recv() => {
+                    self.penalize(&peer, PeerFault::InvalidTxs { count });
                 }
             }
         }
@@ -454,12 +460,18 @@ impl Actor {
             return Ok(());
         }
         let id = block.id();
-        let exec = match self.execs.remove(&id) {
-            Some(e) => e,
-            None => self.rules.validate(height, &block).map_err(|e| {
-                NodeError::Inconsistent(format!("decided block does not execute: {e}"))
-            })?,
-        };
+        let exec =
+            match self.execs.remove(&id) {
+                Some(e) => e,
+                // Decided without our own verdict (a proposal we had not checked
+                // when +2/3 precommitted it): certified, so applied as such.
+                None => self.rules.validate_certified(height, &block).map_err(|e| {
+                    NodeError::Diverged {
+                        height,
+                        reason: e.reason,
+                    }
+                })?,
+            };
         self.commit_block(&block, &commit, &exec, true)?;
         self.decided_round = Some(round);
         self.schedule_next_height(height.next());
@@ -483,7 +495,8 @@ impl Actor {
         let t = std::time::Instant::now();
         let outcome = crate::codec::encode_outcome(&exec.results, &exec.delta);
         let checkpointing = self.catchup.checkpointing.load(Ordering::Acquire);
-        if durable || checkpointing {
+        let fsynced = durable || checkpointing;
+        if fsynced {
             self.store.append(block, commit, &outcome)?;
             self.catchup.unsynced = false;
         } else {
@@ -502,7 +515,18 @@ impl Actor {
         }
         self.on_evidence_committed(height, &block.evidence)?;
         self.on_block_committed(block, commit);
-        self.after_commit(block, &exec.results);
+        if fsynced {
+            // Blocks appended before it without an fsync are durable too now.
+            for (b, results) in std::mem::take(&mut self.catchup.unnotified) {
+                self.after_commit(&b, &results);
+            }
+            self.after_commit(block, &exec.results);
+        } else {
+            // Clients hear of it once it is durable (`sync_blocks`).
+            self.catchup
+                .unnotified
+                .push((block.clone(), exec.results.clone()));
+        }
         self.snapshotter.on_commit(height);
         if height.0 % CHECKPOINT_EVERY == 0 {
             // The state is derived from the block log: flushing it is only a
@@ -647,10 +671,14 @@ impl Actor {
 
     // ---- peer messages ----
 
-    /// Adds penalty points to a peer's misbehaviour score (which decays with
-    /// time); past [`BAN_SCORE`] the peer is disconnected and refused for
-    /// [`BAN_TIME`].
-    pub(super) fn penalize(&mut self, peer: &PublicKey, points: u32, reason: &str) {
+    /// Adds a fault's penalty points to a peer's misbehaviour score (which
+    /// decays with time); past [`BAN_SCORE`] the peer is disconnected and
+    /// refused for [`BAN_TIME`]. Only the faults of [`PeerFault`], which every
+    /// honest node judges alike, are penalized.
+    pub(super) fn penalize(&mut self, peer: &PublicKey, fault: PeerFault) {
+        let points = fault.points();
+        let reason = fault.to_string();
+        let reason = reason.as_str();
         self.metrics.bad_messages.inc();
         let now = Instant::now();
         let p = self.peers.entry(*peer).or_default();
@@ -698,7 +726,9 @@ impl Actor {
         match msg {
             NetMessage::Vote(vote) => {
                 if self.is_far_future(&peer, vote.height, vote.round) {
-                    self.penalize(&peer, 1, "vote for a far-future height or round");
+                    // Not a fault every node would see alike (it depends on
+                    // our height): dropped, not penalized.
+                    debug!(peer = %peer.short(), height = %vote.height, round = %vote.round, "vote for a far-future height or round dropped");
                     return;
                 }
                 let h = self.core.height();
@@ -716,11 +746,11 @@ impl Actor {
                     return; // the core would drop it; spare the check and the WAL
                 }
                 if self.rules.validators().get(&vote.validator).is_none() {
-                    self.penalize(&peer, 20, "vote from a key that is not a validator");
+                    self.penalize(&peer, PeerFault::VoteFromNonValidator);
                     return;
                 }
                 if vote.verify(self.rules.chain_id()).is_err() {
-                    self.penalize(&peer, 50, "vote with a bad signature");
+                    self.penalize(&peer, PeerFault::BadVoteSignature);
                     return;
                 }
                 if vote.height == h {
@@ -742,17 +772,17 @@ impl Actor {
             }
             NetMessage::Status(s) => self.on_status(peer, s),
             NetMessage::Evidence(list) => self.on_evidence_msg(peer, list),
-            _ => self.penalize(&peer, 50, "message on the wrong channel"),
+            _ => self.penalize(&peer, PeerFault::WrongChannel),
         }
     }
 
     fn on_proposal_msg(&mut self, peer: PublicKey, msg: NetMessage) {
         let NetMessage::Proposal { proposal, block } = msg else {
-            self.penalize(&peer, 50, "message on the wrong channel");
+            self.penalize(&peer, PeerFault::WrongChannel);
             return;
         };
         if self.is_far_future(&peer, proposal.height, proposal.round) {
-            self.penalize(&peer, 1, "proposal for a far-future height or round");
+            debug!(peer = %peer.short(), height = %proposal.height, round = %proposal.round, "proposal for a far-future height or round dropped");
             return;
         }
         let h = self.core.height();
@@ -768,12 +798,26 @@ impl Actor {
             return;
         }
         if proposal.verify(self.rules.chain_id()).is_err() {
-            self.penalize(&peer, 50, "proposal with a bad signature");
+            self.penalize(&peer, PeerFault::BadProposalSignature);
             return;
         }
         if block.id() != proposal.block_id {
-            self.penalize(&peer, 50, "proposal does not match its block");
+            self.penalize(&peer, PeerFault::ProposalBlockMismatch);
             return;
+        }
+        match self.core.proposer_at(proposal.height, proposal.round) {
+            Some(p) if p == proposal.proposer => {}
+            Some(_) => {
+                self.penalize(
+                    &peer,
+                    PeerFault::NotTheProposer {
+                        height: proposal.height,
+                    },
+                );
+                return;
+            }
+            // No height started yet: nothing to judge it by.
+            None => return,
         }
         if proposal.height == h {
             // The core keeps one proposal per round: log only that one, not
@@ -809,9 +853,7 @@ impl Actor {
                 dropped,
             } => {
                 warn!(peer = %peer.short(), %channel, dropped, "peer exceeds the message rate; excess dropped");
-                // A point per ten messages dropped, at least one per report.
-                let points = u32::try_from(dropped / 10).unwrap_or(u32::MAX).max(1);
-                self.penalize(&peer, points, "message flood");
+                self.penalize(&peer, PeerFault::Flood { channel, dropped });
                 return;
             }
             PeerEvent::Disconnected { peer, reason } => {
@@ -830,16 +872,21 @@ impl Actor {
         self.status.round = self.core.round();
         self.status.step = self.core.step().as_str();
         self.status.base_height = self.store.base_height();
+        // Every peer that ever told us its height counts, connected or not: a
+        // node that lost (or cut off) the peers ahead of it is still behind
+        // them, and must say so rather than look in sync.
         let peer_max = self
             .peers
             .values()
-            .filter(|p| p.connected)
             .map(|p| p.height.prev().unwrap_or(Height(0)))
             .max()
             .unwrap_or(Height(0));
         self.status.peer_max_height = peer_max;
         let behind = peer_max.0.saturating_sub(self.status.height.0);
-        self.status.catching_up = behind > 1;
+        // One height behind is the normal state of a node that has not yet
+        // heard the last precommits; one behind for seconds is not.
+        self.status.catching_up =
+            behind > 1 || (behind == 1 && self.last_commit_at.elapsed() > CATCHING_UP_AFTER);
         // The phase follows what the node is doing: fetching whole blocks while
         // it is more than a height behind, consensus once it is within one.
         self.status.sync_phase = if self.status.catching_up {

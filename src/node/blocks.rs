@@ -182,11 +182,17 @@ impl BlockRules {
     }
 
     /// [`BlockRules::validate`] for a block that arrives with a verified commit
-    /// (catching up): the signatures of its last commit are not checked again,
-    /// only its height, block, signers and power. Validators holding more than
-    /// 2/3 of the power precommitted this block, so at least one honest one
-    /// checked those signatures before it did; checking them again would double
-    /// the signature work of block sync for no safety gained.
+    /// (catching up, or decided here): the signatures of its last commit are
+    /// not checked again, only its height, block, signers and power. Validators
+    /// holding more than 2/3 of the power precommitted this block, so at least
+    /// one honest one checked those signatures before it did; checking them
+    /// again would double the signature work of block sync for no safety
+    /// gained. Its transactions are executed with
+    /// [`Application::execute_certified`]: a certified block is never refused
+    /// for what its transactions say. What can still fail here is a rule the
+    /// network applied differently than this node (its state, its time, its
+    /// evidence): the caller must treat that as this node's divergence, not
+    /// as a fault of whoever sent the block.
     pub fn validate_certified(
         &self,
         height: Height,
@@ -199,7 +205,7 @@ impl BlockRules {
         &self,
         height: Height,
         block: &Block,
-        last_commit_signatures: bool,
+        proposed: bool,
     ) -> Result<Execution, InvalidBlock> {
         let h = &block.header;
         if h.height != height {
@@ -251,7 +257,7 @@ impl BlockRules {
         // the stored previous block.
         if let (Some(c), Some(prev_id), Some(prev)) = (&block.last_commit, parent.id, height.prev())
         {
-            let checked = if last_commit_signatures {
+            let checked = if proposed {
                 c.verify(&self.chain_id, &self.set, prev, &prev_id)
             } else {
                 c.check_certifies(&self.set, prev, &prev_id)
@@ -286,10 +292,12 @@ impl BlockRules {
             check_evidence(ev, &self.chain_id, &self.set, height, self.store.as_ref())
                 .map_err(|e| Self::invalid(height, format!("evidence: {e}")))?;
         }
-        let exec = self
-            .app
-            .execute(height, &block.txs)
-            .map_err(|e| Self::invalid(height, e.to_string()))?;
+        let exec = if proposed {
+            self.app.execute(height, &block.txs)
+        } else {
+            self.app.execute_certified(height, &block.txs)
+        }
+        .map_err(|e| Self::invalid(height, e.to_string()))?;
         if exec.app_hash != h.app_hash {
             return Err(Self::invalid(
                 height,

@@ -1,6 +1,14 @@
 //! Catching up by whole heights: a node whose peers have committed heights it
 //! lacks asks them for those blocks with their commits, a window at a time, and
 //! applies them in order after checking each commit and the block itself.
+//!
+//! Only answers to our own requests are kept, from the peer asked: unsolicited
+//! blocks are dropped, so what waits is bounded by the request window. A block
+//! whose commit certifies it is applied whatever its transactions say
+//! ([`crate::app::Application::execute_certified`]); if a certified block does
+//! not apply here, the fault is this node's (its state or its rules differ from
+//! the network's), not the sender's, and the node stops rather than blame
+//! honest peers or go on with a state the validators did not sign.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,8 +16,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use super::PeerFault;
 use super::actor::Actor;
 use super::error::NodeError;
+use crate::app::TxResult;
 use crate::consensus::Input;
 use crate::net::NetMessage;
 use crate::types::{Block, BlockId, Commit, CommitError, Height, PublicKey, verify_commits};
@@ -35,6 +45,9 @@ pub struct CatchUp {
     last_block_bytes: usize,
     /// Blocks were appended without an fsync since the last one.
     pub(super) unsynced: bool,
+    /// Blocks appended without an fsync, and their results: waiting clients
+    /// and the mempool hear of them once the fsync is done.
+    pub(super) unnotified: Vec<(Block, Vec<TxResult>)>,
     /// A state checkpoint runs aside: while it flushes, every block is appended
     /// durably, so that the flush cannot make state durable ahead of the log.
     pub(super) checkpointing: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -91,23 +104,16 @@ impl Actor {
     ) -> Result<(), NodeError> {
         match msg {
             NetMessage::BlockRequest(_) if self.withholds_blocks() => {}
-            NetMessage::BlockRequest(h) => {
-                let block = self.store.block(h)?;
-                let commit = self.store.commit(h)?;
-                if let (Some(block), Some(commit)) = (block, commit) {
-                    self.net.send(
-                        &peer,
-                        NetMessage::Decided {
-                            block: std::sync::Arc::new(block),
-                            commit,
-                        },
-                    );
-                }
-            }
+            NetMessage::BlockRequest(h) => self.block_server.request(peer, h),
             NetMessage::Decided { block, commit } => {
                 let h = block.height();
                 let next = self.store.latest_height().next();
                 if h < next || h.0 >= next.0 + WINDOW {
+                    return Ok(());
+                }
+                // Only the answer to our request, from the peer we asked.
+                if self.catchup.requested.get(&h).map(|(p, _)| p) != Some(&peer) {
+                    debug!(peer = %peer.short(), height = %h, "unsolicited block dropped");
                     return Ok(());
                 }
                 // Applied by the caller once the queued messages are in, so that
@@ -116,16 +122,20 @@ impl Actor {
                     .received
                     .insert(h, ((*block).clone(), commit, peer));
             }
-            _ => self.penalize(&peer, 50, "message on the wrong channel"),
+            _ => self.penalize(&peer, super::PeerFault::WrongChannel),
         }
         Ok(())
     }
 
-    /// Makes the blocks appended without an fsync durable.
+    /// Makes the blocks appended without an fsync durable, then tells waiting
+    /// clients and the mempool about them.
     pub(super) fn sync_blocks(&mut self) -> Result<(), NodeError> {
         if self.catchup.unsynced {
             self.store.sync_blocks()?;
             self.catchup.unsynced = false;
+        }
+        for (block, results) in std::mem::take(&mut self.catchup.unnotified) {
+            self.after_commit(&block, &results);
         }
         Ok(())
     }
@@ -182,21 +192,32 @@ impl Actor {
         if let Err(e) = verdict {
             self.penalize(
                 &peer,
-                50,
-                &format!("block {next} with an invalid commit: {e}"),
+                PeerFault::UncertifiedBlock {
+                    height: next,
+                    reason: e.to_string(),
+                },
             );
             return Ok(false);
         }
-        let exec = match self.rules.validate_certified(next, &block) {
-            Ok(exec) => exec,
-            Err(e) => {
-                // A commit signed by +2/3 for a block we find invalid: either the
-                // peer sent a block that does not match its commit's id (caught
-                // above) or our state diverged; refuse it and ask elsewhere.
-                self.penalize(&peer, 50, &format!("block {next}: {e}"));
-                return Ok(false);
-            }
-        };
+        // The commit certifies the header; the body must be the one the header
+        // commits to.
+        if let Err(e) = block.check_body() {
+            self.penalize(
+                &peer,
+                PeerFault::AlteredBlock {
+                    height: next,
+                    reason: e.to_string(),
+                },
+            );
+            return Ok(false);
+        }
+        let exec =
+            self.rules
+                .validate_certified(next, &block)
+                .map_err(|e| NodeError::Diverged {
+                    height: next,
+                    reason: e.reason,
+                })?;
         debug!(height = %next, peer = %peer.short(), "applying fetched block");
         self.catchup.last_block_bytes = block.tx_bytes();
         self.commit_block(&block, &commit, &exec, false)?;

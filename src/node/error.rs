@@ -26,6 +26,22 @@ pub enum NodeError {
     /// The gRPC or metrics server could not start.
     #[error("server: {0}")]
     Server(String),
+    /// A block more than 2/3 of the validators committed does not apply to
+    /// this node's state: this node's state or rules differ from the
+    /// network's. Going on would serve and sign on top of a state nobody
+    /// certified; blaming the peers that sent the block would cut off honest
+    /// nodes.
+    #[error(
+        "block {height} is certified by more than 2/3 of the validators but does not apply here \
+         ({reason}): this node's state differs from the network's; restore its data directory \
+         from a trusted copy or start over with state sync"
+    )]
+    Diverged {
+        /// The certified height that does not apply.
+        height: crate::types::Height,
+        /// What the check found.
+        reason: String,
+    },
     /// Stored data contradicts itself (for example the application state does not
     /// match the block log).
     #[error("inconsistent state: {0}")]

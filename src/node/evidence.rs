@@ -10,14 +10,16 @@
 //! equivocation is committed exactly once, and the pool forgets evidence once a
 //! block commits it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use tracing::{info, warn};
 
 use super::actor::Actor;
 use crate::net::NetMessage;
 use crate::storage::{EvidenceStore, StorageError};
-use crate::types::{DuplicateVote, Evidence, Hash, Height, PublicKey, TypesError, ValidatorSet};
+use crate::types::{
+    DuplicateVote, Evidence, Hash, Height, PublicKey, Round, TypesError, ValidatorSet, VoteType,
+};
 
 /// Evidence older than this many heights is neither pooled nor accepted in a
 /// block: honest proposers commit evidence within a few heights, and the bound
@@ -110,19 +112,43 @@ pub fn check_evidence(
     Ok(())
 }
 
-/// Evidence seen and not yet committed, by hash (so in a stable order).
+/// The slot of an equivocation: (validator, height, round, vote type).
+type Slot = (PublicKey, Height, Round, VoteType);
+
+/// Evidence seen and not yet committed, by hash (so in a stable order), at
+/// most one piece per equivocated slot: a validator that signs many
+/// conflicting votes in one slot makes many valid pairs, and without this each
+/// of them would take a place in the pool and in blocks.
+///
+/// Slots committed recently are remembered too (in memory, at most
+/// [`MAX_COMMITTED_SLOTS`]), so that another pair of votes of a slot a block
+/// already punished is not pooled and committed again.
 #[derive(Debug, Default)]
 pub struct EvidencePool {
     pending: BTreeMap<Hash, DuplicateVote>,
+    slots: HashSet<Slot>,
+    committed: BTreeMap<Slot, Height>,
 }
 
+/// Committed slots remembered by the pool.
+pub const MAX_COMMITTED_SLOTS: usize = 4 * MAX_POOL;
+
 impl EvidencePool {
-    /// Adds checked evidence; false if it was there already or the pool is full.
+    /// Adds checked evidence; false if it (or other evidence of its slot) was
+    /// there already, or the pool is full.
     pub fn insert(&mut self, ev: DuplicateVote) -> bool {
-        if self.pending.len() >= MAX_POOL {
+        if self.pending.len() >= MAX_POOL || self.has_slot(&ev) {
             return false;
         }
+        self.slots.insert(ev.slot());
         self.pending.insert(ev.hash(), ev).is_none()
+    }
+
+    /// Whether the pool holds evidence of this slot, or a block committed
+    /// evidence of it recently.
+    pub fn has_slot(&self, ev: &DuplicateVote) -> bool {
+        let slot = ev.slot();
+        self.slots.contains(&slot) || self.committed.contains_key(&slot)
     }
 
     /// Whether the pool holds this evidence.
@@ -164,11 +190,34 @@ impl EvidencePool {
     /// Forgets evidence a block committed, and evidence too old to be committed
     /// after `height`.
     pub fn on_commit(&mut self, height: Height, committed: &[Evidence]) {
-        for ev in committed {
-            self.pending.remove(&ev.hash());
+        // Other pairs of a committed slot prove nothing more.
+        let done: HashSet<Slot> = committed
+            .iter()
+            .map(|ev| {
+                let Evidence::DuplicateVote(d) = ev;
+                d.slot()
+            })
+            .collect();
+        self.pending.retain(|_, e| {
+            !done.contains(&e.slot())
+                && e.first.height.0.saturating_add(EVIDENCE_MAX_AGE) > height.0
+        });
+        self.slots = self.pending.values().map(DuplicateVote::slot).collect();
+        for slot in done {
+            self.committed.insert(slot, height);
         }
-        self.pending
-            .retain(|_, e| e.first.height.0.saturating_add(EVIDENCE_MAX_AGE) > height.0);
+        if self.committed.len() > MAX_COMMITTED_SLOTS {
+            // Forget the slots committed longest ago.
+            let mut by_age: Vec<(Height, Slot)> =
+                self.committed.iter().map(|(s, h)| (*h, *s)).collect();
+            by_age.sort();
+            for (_, s) in by_age
+                .iter()
+                .take(self.committed.len() - MAX_COMMITTED_SLOTS)
+            {
+                self.committed.remove(s);
+            }
+        }
     }
 }
 
@@ -176,7 +225,7 @@ impl Actor {
     /// Evidence the core detected: pool it and tell the peers.
     pub(super) fn on_detected_evidence(&mut self, ev: DuplicateVote) {
         warn!(validator = %ev.first.validator, height = %ev.first.height, round = %ev.first.round, kind = %ev.first.vote_type, "equivocation detected");
-        if self.evidence_pool.contains(&ev.hash()) {
+        if self.evidence_pool.has_slot(&ev) {
             return;
         }
         if self.evidence_pool.insert(ev.clone()) {
@@ -194,8 +243,10 @@ impl Actor {
         // later block.
         let next = self.core.height().next();
         for ev in list {
-            let hash = ev.hash();
-            if self.evidence_pool.contains(&hash) {
+            // Another pair of votes of a slot already pooled (or punished)
+            // adds nothing: skipped before its signatures are checked.
+            let Evidence::DuplicateVote(d) = &ev;
+            if self.evidence_pool.has_slot(d) {
                 continue;
             }
             let checked = check_evidence(
@@ -214,7 +265,7 @@ impl Actor {
                     }
                 }
                 Err(e) if e.is_misbehaviour() => {
-                    self.penalize(&peer, 50, "invalid evidence");
+                    self.penalize(&peer, super::PeerFault::InvalidEvidence);
                     return;
                 }
                 Err(EvidenceError::Storage(e)) => {
@@ -405,6 +456,38 @@ mod tests {
             Err(EvidenceError::Committed(h)) => assert_eq!(h, Height(4)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn one_piece_of_evidence_per_equivocated_slot() {
+        let k = &keys()[2];
+        let v = |id: &[u8]| vote(k, VoteType::Precommit, 7, 1, id);
+        // Three conflicting votes in one slot make three valid pairs.
+        let pairs = [
+            DuplicateVote::new(v(b"a"), v(b"b")).unwrap(),
+            DuplicateVote::new(v(b"a"), v(b"c")).unwrap(),
+            DuplicateVote::new(v(b"b"), v(b"c")).unwrap(),
+        ];
+        let mut pool = EvidencePool::default();
+        assert!(pool.insert(pairs[0].clone()));
+        assert!(!pool.insert(pairs[1].clone()), "a second pair of one slot");
+        assert!(!pool.insert(pairs[2].clone()), "a third pair of one slot");
+        assert_eq!(pool.len(), 1);
+        // Another slot of the same validator (another round) is another fault.
+        let other = DuplicateVote::new(
+            vote(k, VoteType::Precommit, 7, 2, b"a"),
+            vote(k, VoteType::Precommit, 7, 2, b"b"),
+        )
+        .unwrap();
+        assert!(pool.insert(other.clone()));
+        // Once a block commits the slot, no other pair of it comes back.
+        pool.on_commit(Height(8), &[Evidence::DuplicateVote(pairs[0].clone())]);
+        assert_eq!(pool.len(), 1);
+        assert!(!pool.insert(pairs[1].clone()), "a committed slot again");
+        assert_eq!(
+            pool.for_block(Height(9)),
+            vec![Evidence::DuplicateVote(other)]
+        );
     }
 
     #[test]

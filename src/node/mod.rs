@@ -11,6 +11,7 @@
 //! - [`timers`], [`status`], [`error`].
 
 pub mod actor;
+pub mod block_server;
 pub mod blocks;
 pub mod catchup;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod evidence;
 mod faulty;
 pub mod gossip;
 pub mod notify;
+pub mod peer_fault;
 pub mod status;
 pub mod timers;
 pub mod txpool;
@@ -35,6 +37,7 @@ use tracing::{info, warn};
 
 pub use actor::now_ms;
 pub use error::NodeError;
+pub use peer_fault::PeerFault;
 pub use status::{NodeStatus, PeerStatus, SyncPhase};
 
 use crate::app::Application;
@@ -117,7 +120,7 @@ async fn bind_tcp(addr: &str, what: &str) -> Result<TcpListener, NodeError> {
 fn replay_app(store: &dyn Store, app: &dyn Application) -> Result<(), NodeError> {
     let latest = store.latest_height();
     let applied = app.committed().0;
-    if applied > latest && latest.0 != 0 {
+    if applied > latest {
         // The state is flushed only once the log below it is durable; this is a
         // damaged or foreign data directory, not something to run on.
         return Err(NodeError::Inconsistent(format!(
@@ -338,9 +341,11 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         metrics_task = Some(tokio::spawn(crate::metrics::serve(l, render)));
     }
 
-    // State sync, for a node with no history.
+    // State sync, for a node with no history, or one that was interrupted
+    // (resumed whatever the configuration says now: its state is half written).
     let mut restored = None;
-    if cfg.sync.state_sync && store.latest_height().0 == 0 {
+    let resuming = crate::sync::state_sync::in_progress(store.as_ref())?;
+    if resuming || (cfg.sync.state_sync && store.latest_height().0 == 0) {
         status.sync_phase = SyncPhase::StateSync;
         let _ = status_tx.send(status.clone());
         let progress = Arc::new(crate::sync::progress::Progress::new(metrics.clone()));
@@ -489,6 +494,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         evidence_pool: Default::default(),
         peers: HashMap::new(),
         catchup: Default::default(),
+        block_server: block_server::BlockServer::start(store.clone(), net.clone()),
         last_block_time,
         last_commit_at: tokio::time::Instant::now(),
         decided_round: None,

@@ -27,7 +27,7 @@ impl Actor {
     /// one batch of signature checks.
     pub(super) fn on_mempool_msg(&mut self, peer: PublicKey, msg: NetMessage) {
         let NetMessage::Txs(txs) = msg else {
-            self.penalize(&peer, 50, "message on the wrong channel");
+            self.penalize(&peer, super::PeerFault::WrongChannel);
             return;
         };
         // Transactions from a member node are relayed to the validators it is

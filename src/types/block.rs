@@ -99,6 +99,14 @@ impl Block {
         if h.height.0 == 0 {
             return Err(TypesError::InvalidBlock("height 0".into()));
         }
+        self.check_body()
+    }
+
+    /// Checks that the body (transactions, evidence, last commit) is the one
+    /// the header commits to. A block whose header is certified and whose body
+    /// fails this was altered by whoever sent it; every node judges it alike.
+    pub fn check_body(&self) -> Result<(), TypesError> {
+        let h = &self.header;
         if Block::data_hash_of(&self.txs) != h.data_hash {
             return Err(TypesError::InvalidBlock(
                 "data hash does not match the transactions".into(),

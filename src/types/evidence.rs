@@ -50,6 +50,21 @@ impl DuplicateVote {
         self.second.verify(chain_id)
     }
 
+    /// The slot equivocated in: (validator, height, round, vote type). One
+    /// equivocation in a slot can be shown by many pairs of votes (every two
+    /// of its conflicting votes); one of them is proof enough.
+    pub fn slot(
+        &self,
+    ) -> (
+        super::PublicKey,
+        super::Height,
+        super::Round,
+        super::VoteType,
+    ) {
+        let v = &self.first;
+        (v.validator, v.height, v.round, v.vote_type)
+    }
+
     /// Hash identifying this evidence.
     pub fn hash(&self) -> Hash {
         let mut c = Canonical::tagged("consort/evidence/duplicate-vote/v1");

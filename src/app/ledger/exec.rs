@@ -12,9 +12,23 @@ use crate::app::{AppError, Event, RejectCode, TxResult};
 use crate::codec::decode_tx;
 use crate::types::{Hash, Height, PublicKey, SignedItem, verify_batch};
 
+/// How a run treats a transaction that fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Checking a proposal: any failing transaction makes the block invalid.
+    Strict,
+    /// Building a proposal: failing transactions are left out.
+    Lenient,
+    /// Applying a block that more than 2/3 of the validators committed: it is
+    /// applied whatever its transactions say. A failing transaction stays in
+    /// the block with a failure result and changes nothing, the same result on
+    /// every node.
+    Certified,
+}
+
 /// The outcome of running transactions.
 pub struct Run {
-    /// Transactions kept (all of them when strict).
+    /// Transactions kept (all of them unless lenient).
     pub kept: Vec<Bytes>,
     /// One result per kept transaction.
     pub results: Vec<TxResult>,
@@ -168,15 +182,17 @@ fn invalid(index: usize, code: RejectCode, reason: String) -> AppError {
     }
 }
 
-/// Runs `txs` as block `height`. Strict: any refused transaction fails the run
-/// (a block holding it is invalid). Lenient: refused transactions are left out
-/// (building a proposal).
-pub fn run(
-    ledger: &Ledger,
-    height: Height,
-    txs: Vec<Bytes>,
-    lenient: bool,
-) -> Result<Run, AppError> {
+/// The result of a transaction that failed in a certified block.
+fn failed(code: RejectCode, reason: String) -> TxResult {
+    TxResult {
+        code: code.result_code(),
+        log: reason,
+        events: vec![],
+    }
+}
+
+/// Runs `txs` as block `height`; `mode` says what a failing transaction does.
+pub fn run(ledger: &Ledger, height: Height, txs: Vec<Bytes>, mode: Mode) -> Result<Run, AppError> {
     let (committed, _) = ledger.state.committed();
     if height != committed.next() {
         return Err(AppError::WrongHeight {
@@ -187,6 +203,8 @@ pub fn run(
     // Decode everything, and verify in one batch the signatures this node has
     // not verified before.
     let mut decoded: Vec<Option<Tx>> = Vec::with_capacity(txs.len());
+    // Why a transaction already failed (certified mode), by position.
+    let mut failures: BTreeMap<usize, TxResult> = BTreeMap::new();
     let mut unverified: Vec<usize> = Vec::new();
     let mut hashes: Vec<Hash> = Vec::with_capacity(txs.len());
     for (i, b) in txs.iter().enumerate() {
@@ -199,16 +217,19 @@ pub fn run(
                 }
                 decoded.push(Some(tx));
             }
-            Err(e) if lenient => {
-                let _ = e;
-                decoded.push(None);
-            }
             Err(e) => {
                 let code = match e {
                     TxFormatError::TooLarge { .. } => RejectCode::TooLarge,
                     _ => RejectCode::Malformed,
                 };
-                return Err(invalid(i, code, e.to_string()));
+                match mode {
+                    Mode::Strict => return Err(invalid(i, code, e.to_string())),
+                    Mode::Certified => {
+                        failures.insert(i, failed(code, e.to_string()));
+                    }
+                    Mode::Lenient => {}
+                }
+                decoded.push(None);
             }
         }
     }
@@ -241,22 +262,27 @@ pub fn run(
                 }
             }
             Err(_) => {
-                // Find every bad one (lenient drops them; strict fails on the first).
+                // Find every bad one (strict fails on the first, the others
+                // leave them out or record their failure).
                 for i in &unverified {
                     let ok = decoded[*i]
                         .as_ref()
                         .is_some_and(|t| t.verify(&ledger.chain_id).is_ok());
                     if ok {
                         ledger.verified.insert(hashes[*i]);
-                    } else if lenient {
-                        decoded[*i] = None;
-                    } else {
-                        return Err(invalid(
-                            *i,
-                            RejectCode::BadSignature,
-                            "bad signature".into(),
-                        ));
+                        continue;
                     }
+                    let reason = "bad signature".to_string();
+                    match mode {
+                        Mode::Strict => {
+                            return Err(invalid(*i, RejectCode::BadSignature, reason));
+                        }
+                        Mode::Certified => {
+                            failures.insert(*i, failed(RejectCode::BadSignature, reason));
+                        }
+                        Mode::Lenient => {}
+                    }
+                    decoded[*i] = None;
                 }
             }
         }
@@ -268,17 +294,26 @@ pub fn run(
     let mut kept = Vec::with_capacity(txs.len());
     let mut results = Vec::with_capacity(txs.len());
     for (i, (bytes, tx)) in txs.into_iter().zip(decoded).enumerate() {
-        let Some(tx) = tx else { continue };
+        let Some(tx) = tx else {
+            if let Some(r) = failures.remove(&i) {
+                kept.push(bytes);
+                results.push(r);
+            }
+            continue;
+        };
         match overlay.apply(&tx)? {
             Ok(r) => {
                 kept.push(bytes);
                 results.push(r);
             }
-            Err((code, reason)) => {
-                if !lenient {
-                    return Err(invalid(i, code, reason));
+            Err((code, reason)) => match mode {
+                Mode::Strict => return Err(invalid(i, code, reason)),
+                Mode::Certified => {
+                    kept.push(bytes);
+                    results.push(failed(code, reason));
                 }
-            }
+                Mode::Lenient => {}
+            },
         }
     }
     let Some(prepared) = ledger.state.prepare_on(committed, overlay.changes) else {

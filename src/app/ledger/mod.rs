@@ -186,7 +186,12 @@ impl Application for Ledger {
     }
 
     fn execute(&self, height: Height, txs: &[Bytes]) -> Result<Execution, AppError> {
-        let run = exec::run(self, height, txs.to_vec(), false)?;
+        let run = exec::run(self, height, txs.to_vec(), exec::Mode::Strict)?;
+        Ok(self.finish(height, run))
+    }
+
+    fn execute_certified(&self, height: Height, txs: &[Bytes]) -> Result<Execution, AppError> {
+        let run = exec::run(self, height, txs.to_vec(), exec::Mode::Certified)?;
         Ok(self.finish(height, run))
     }
 
@@ -195,7 +200,7 @@ impl Application for Ledger {
         height: Height,
         candidates: Vec<Bytes>,
     ) -> Result<(Vec<Bytes>, Execution), AppError> {
-        let run = exec::run(self, height, candidates, true)?;
+        let run = exec::run(self, height, candidates, exec::Mode::Lenient)?;
         let kept = run.kept.clone();
         Ok((kept, self.finish(height, run)))
     }
