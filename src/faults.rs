@@ -78,3 +78,16 @@ impl Faults {
         f
     }
 }
+
+/// Aborts the process at the named point if `CONSORT_CRASH_AT` names it (debug
+/// builds only): a crash between two writes, at the exact place a test needs
+/// it, for the recovery tests. A release build never reads the variable.
+pub fn crash_point(point: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    if std::env::var("CONSORT_CRASH_AT").is_ok_and(|v| v == point) {
+        tracing::warn!(point, "TEST CRASH POINT REACHED: aborting");
+        std::process::abort();
+    }
+}

@@ -260,3 +260,55 @@ async fn a_validator_down_for_500_blocks_catches_up_and_votes_again() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A joiner that crashes between the last writes of its restore (the block of
+/// the snapshot height appended, then the state's height flushed, then the
+/// restore marked done) resumes on restart and follows the chain, whatever its
+/// configuration says about state sync now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_crashing_between_the_last_writes_of_a_restore_recovers() {
+    let mut c = network(27, 2_000, 64 * 1024, true);
+    for i in 0..4 {
+        c.start(i);
+    }
+    wait_snapshot(&c).await;
+    for (run, point) in ["state-sync-block-appended", "state-sync-state-flushed"]
+        .iter()
+        .enumerate()
+    {
+        if run > 0 {
+            // Start over from an empty data directory, with the next point.
+            c.kill(4);
+            std::fs::remove_dir_all(c.home(4).join("data")).expect("wipe the joiner");
+        }
+        c.set_env(4, "CONSORT_CRASH_AT", point);
+        c.start(4);
+        let deadline = tokio::time::Instant::now() + LONG;
+        while c.is_running(4) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the joiner never reached {point}\n{}",
+                c.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            c.log_of(4).contains("TEST CRASH POINT REACHED"),
+            "the joiner stopped before {point}\n{}",
+            c.logs()
+        );
+        c.kill(4);
+        // Restart without the crash point and with state sync switched off:
+        // the interrupted restore is resumed all the same.
+        c.set_env(4, "CONSORT_CRASH_AT", "");
+        c.edit_config(4, |cfg| cfg.sync.state_sync = false);
+        c.start(4);
+        assert_joined(&c).await;
+        let log = c.log_of(4);
+        assert!(
+            log.matches("resuming an interrupted state sync").count() > run,
+            "{point}: the restart did not resume the restore\n{log}"
+        );
+        c.edit_config(4, |cfg| cfg.sync.state_sync = true);
+    }
+}

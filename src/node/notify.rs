@@ -28,10 +28,24 @@ pub enum TxOutcome {
     },
 }
 
+/// One client's registration for a transaction's outcome.
+#[derive(Debug)]
+pub struct Waiter {
+    /// The transaction waited for.
+    pub hash: Hash,
+    /// Which registration this is, among those for the same hash.
+    id: u64,
+    /// Where the outcome arrives.
+    pub outcome: oneshot::Receiver<TxOutcome>,
+}
+
+type Senders = Vec<(u64, oneshot::Sender<TxOutcome>)>;
+
 /// Waiters and the committed height.
 #[derive(Debug)]
 pub struct CommitNotifier {
-    waiters: Mutex<HashMap<Hash, Vec<oneshot::Sender<TxOutcome>>>>,
+    waiters: Mutex<HashMap<Hash, Senders>>,
+    next_id: std::sync::atomic::AtomicU64,
     latest: watch::Sender<Height>,
 }
 
@@ -40,25 +54,41 @@ impl CommitNotifier {
     pub fn new(height: Height) -> CommitNotifier {
         CommitNotifier {
             waiters: Mutex::new(HashMap::new()),
+            next_id: std::sync::atomic::AtomicU64::new(0),
             latest: watch::channel(height).0,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, Vec<oneshot::Sender<TxOutcome>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, Senders>> {
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers interest in `hash`; register before submitting, so that a
     /// commit cannot slip in between.
-    pub fn wait_for(&self, hash: Hash) -> oneshot::Receiver<TxOutcome> {
+    pub fn wait_for(&self, hash: Hash) -> Waiter {
         let (tx, rx) = oneshot::channel();
-        self.lock().entry(hash).or_default().push(tx);
-        rx
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().entry(hash).or_default().push((id, tx));
+        Waiter {
+            hash,
+            id,
+            outcome: rx,
+        }
     }
 
-    /// Drops the waiters of `hash` (the submission was refused).
-    pub fn forget(&self, hash: &Hash) {
-        self.lock().remove(hash);
+    /// Drops one registration (its submission was refused). Other clients
+    /// waiting for the same transaction (it may be an honest retry of theirs
+    /// that was refused as a duplicate) keep theirs.
+    pub fn forget(&self, waiter: Waiter) {
+        let mut w = self.lock();
+        if let Some(senders) = w.get_mut(&waiter.hash) {
+            senders.retain(|(id, _)| *id != waiter.id);
+            if senders.is_empty() {
+                w.remove(&waiter.hash);
+            }
+        }
     }
 
     /// A block was committed durably: wake its transactions' waiters and the
@@ -69,7 +99,7 @@ impl CommitNotifier {
             if !w.is_empty() {
                 for (i, (h, r)) in txs.iter().enumerate() {
                     if let Some(senders) = w.remove(h) {
-                        for s in senders {
+                        for (_, s) in senders {
                             let _ = s.send(TxOutcome::Committed {
                                 height,
                                 index: i as u32,
@@ -82,7 +112,7 @@ impl CommitNotifier {
             // Waiters whose client went away.
             if w.len() > 4096 {
                 w.retain(|_, v| {
-                    v.retain(|s| !s.is_closed());
+                    v.retain(|(_, s)| !s.is_closed());
                     !v.is_empty()
                 });
             }
@@ -95,7 +125,7 @@ impl CommitNotifier {
         let mut w = self.lock();
         for (h, reason) in evicted {
             if let Some(senders) = w.remove(h) {
-                for s in senders {
+                for (_, s) in senders {
                     let _ = s.send(TxOutcome::Evicted {
                         reason: reason.clone(),
                     });
@@ -132,7 +162,7 @@ mod tests {
             &[(Hash::digest(b"x"), ok.clone()), (a, ok.clone())],
         );
         assert_eq!(
-            wa.await.unwrap(),
+            wa.outcome.await.unwrap(),
             TxOutcome::Committed {
                 height: Height(3),
                 index: 1,
@@ -141,12 +171,36 @@ mod tests {
         );
         n.evicted(&[(b, "stale".into())]);
         assert_eq!(
-            wb.await.unwrap(),
+            wb.outcome.await.unwrap(),
             TxOutcome::Evicted {
                 reason: "stale".into()
             }
         );
         heights.changed().await.unwrap();
         assert_eq!(*heights.borrow(), Height(3));
+    }
+
+    #[tokio::test]
+    async fn a_refused_retry_keeps_the_other_waiters() {
+        let n = CommitNotifier::new(Height(0));
+        let a = Hash::digest(b"a");
+        let first = n.wait_for(a);
+        let retry = n.wait_for(a);
+        // The retry was refused (say, as a duplicate): only it goes.
+        n.forget(retry);
+        let ok = TxResult {
+            code: 0,
+            log: String::new(),
+            events: vec![],
+        };
+        n.committed(Height(1), &[(a, ok.clone())]);
+        assert_eq!(
+            first.outcome.await.unwrap(),
+            TxOutcome::Committed {
+                height: Height(1),
+                index: 0,
+                result: ok
+            }
+        );
     }
 }

@@ -166,17 +166,24 @@ impl TxService for TxApi {
         };
         let hash = Hash::digest(&req.tx);
         let waiter = wait.then(|| i.pool.notifier().wait_for(hash));
-        let admitted = i.pool.admit(req.tx.clone()).await;
-        if let Err(e) = admitted {
-            i.pool.notifier().forget(&hash);
-            return Err(submit_status(&e));
+        match i.pool.admit(req.tx.clone()).await {
+            Ok(_) => {}
+            // A retry of a transaction still waiting in the pool (the client
+            // lost the first answer): waiting for its commit is what it asked.
+            Err(SubmitError::Pool(MempoolError::Duplicate)) if waiter.is_some() => {}
+            Err(e) => {
+                if let Some(w) = waiter {
+                    i.pool.notifier().forget(w);
+                }
+                return Err(submit_status(&e));
+            }
         }
         let mut resp = pb::SubmitResponse {
             hash: Bytes::copy_from_slice(hash.as_bytes()),
             ..Default::default()
         };
         if let Some(w) = waiter {
-            match tokio::time::timeout(COMMIT_WAIT, w).await {
+            match tokio::time::timeout(COMMIT_WAIT, w.outcome).await {
                 Ok(Ok(TxOutcome::Committed {
                     height,
                     index,

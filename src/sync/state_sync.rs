@@ -225,7 +225,17 @@ pub fn verify_light_block(
     Ok((header, commit))
 }
 
-/// Runs state sync into `backend` and `store` (which must hold no blocks).
+/// Whether a restore was begun and not finished: the node must resume it
+/// before anything else, even if the block of its snapshot height is stored
+/// already (a crash between the last steps of [`run`]).
+pub fn in_progress(meta: &dyn MetaStore) -> Result<bool, crate::storage::StorageError> {
+    Ok(meta
+        .meta_get(TARGET_KEY)?
+        .is_some_and(|b| decode_target(&b).is_some()))
+}
+
+/// Runs state sync into `backend` and `store` (which must hold no blocks, or
+/// only the block of the snapshot height of a restore [`in_progress`]).
 pub async fn run(
     cfg: &StateSyncConfig,
     store: SyncStore,
@@ -283,26 +293,36 @@ pub async fn run(
             ),
         });
     }
-    let block = fetch_block(&servers, &target)
-        .await
-        .ok_or_else(|| StateSyncError::Failed {
-            height,
-            reason: "no server served the block of the snapshot height".into(),
-        })?;
-    // No change of entries: only the applied height, in the state and on disk.
-    let none = PreparedChanges {
-        changes: Vec::new(),
-        buckets: Default::default(),
-        root,
-    };
-    state
-        .apply(height, &none)
-        .and_then(|_| backend.flush())
-        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
-    store
-        .blocks
-        .append(&block, &target.commit, &encode_outcome(&[], &[]))
-        .map_err(storage)?;
+    // The block of the snapshot height first, durably, then the state's
+    // height, then the end of the restore. Each step is skipped if a run that
+    // crashed after it did it already: until the target is cleared, a restart
+    // resumes the restore (see [`in_progress`]), whatever the block log holds.
+    if store.blocks.latest_height() < height {
+        let block = fetch_block(&servers, &target)
+            .await
+            .ok_or_else(|| StateSyncError::Failed {
+                height,
+                reason: "no server served the block of the snapshot height".into(),
+            })?;
+        store
+            .blocks
+            .append(&block, &target.commit, &encode_outcome(&[], &[]))
+            .map_err(storage)?;
+    }
+    crate::faults::crash_point("state-sync-block-appended");
+    if state.committed().0 < height {
+        // No change of entries: only the applied height, in the state and on disk.
+        let none = PreparedChanges {
+            changes: Vec::new(),
+            buckets: Default::default(),
+            root,
+        };
+        state
+            .apply(height, &none)
+            .and_then(|_| backend.flush())
+            .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    }
+    crate::faults::crash_point("state-sync-state-flushed");
     store.meta.meta_put(TARGET_KEY, &[]).map_err(storage)?;
     progress.finish_state_sync();
     info!(%height, root = %root, "state restored from snapshot");
