@@ -700,7 +700,11 @@ async fn accept_loop(inner: Arc<Inner>, endpoint: Endpoint) {
                 };
                 refused_since_log += 1;
                 if last_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
-                    warn!(%remote, refused = refused_since_log, "{why}; refusing connections");
+                    warn!(
+                        %remote,
+                        refused_since_last_report = refused_since_log,
+                        "{why}; refusing connections"
+                    );
                     refused_since_log = 0;
                     last_log = Some(std::time::Instant::now());
                 } else {
