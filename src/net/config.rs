@@ -95,7 +95,10 @@ pub struct NetTuning {
     pub keep_alive: Duration,
     /// A connection with no packet from the peer for this long is dead.
     pub idle_timeout: Duration,
-    /// Limit for the TLS handshake plus the exchange of stream headers.
+    /// Limit for the TLS handshake, and again for the exchange of stream
+    /// headers that follows it. An inbound handshake holds one of the
+    /// [`NetTuning::max_pending_handshakes`] slots until it completes or this
+    /// runs out, so this bounds how long a stranger who stalls can hold one.
     pub handshake_timeout: Duration,
     /// First re-dial delay after a failure or a disconnect.
     pub backoff_initial: Duration,
@@ -123,6 +126,17 @@ pub struct NetTuning {
     pub events_len: usize,
     /// Maximum number of inbound handshakes in progress at once; more are refused.
     pub max_pending_handshakes: usize,
+    /// Maximum number of inbound handshakes in progress from one IPv4 address or
+    /// IPv6 /64 at once; more are refused, so that one source cannot take every
+    /// slot. Peers behind one NAT share it, and a node re-dials after a refusal.
+    pub max_handshakes_per_ip: usize,
+    /// From this many inbound handshakes in progress, a connection attempt from
+    /// an address that has not been validated is answered with a QUIC Retry, as
+    /// is every such attempt from an address already holding a handshake: the
+    /// client must show that it receives packets at its address before it gets
+    /// a slot, so spoofed floods hold none. Costs an honest client one round
+    /// trip. 0 validates every address.
+    pub retry_threshold: usize,
     /// Messages per second one peer may send on each channel (0: no limit). A
     /// peer may send twice as many in a burst; beyond, its messages are dropped
     /// before they reach the node's queue, counted, and reported to the node
@@ -139,7 +153,13 @@ impl Default for NetTuning {
         NetTuning {
             keep_alive: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
+            // A handshake (with a Retry and the stream headers) takes a few
+            // round trips: well under a second on a LAN, about a second across
+            // continents, and it survives one lost flight (quinn's first probe
+            // fires after about a second). A dial that times out is retried
+            // with backoff, while a stranger who stalls holds a slot for no
+            // longer than this.
+            handshake_timeout: Duration::from_secs(3),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             bad_frame_ban: Duration::from_secs(10),
@@ -155,6 +175,8 @@ impl Default for NetTuning {
             },
             events_len: 1024,
             max_pending_handshakes: 64,
+            max_handshakes_per_ip: 8,
+            retry_threshold: 4,
             rate_limit: ChannelLimits {
                 consensus: 2000,
                 proposal: 100,

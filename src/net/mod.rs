@@ -16,6 +16,9 @@
 //! - Inbound: one bounded queue per channel towards the node ([`NetEvents`]);
 //!   when the node is slow, the reader of that stream waits and QUIC flow
 //!   control pushes back on that peer's stream only.
+//! - Inbound handshakes are bounded in total and per source address, and under
+//!   load an address must answer a QUIC Retry before it gets a slot, so that a
+//!   stranger's handshake flood never keeps peers out ([`admit`]).
 //! - Persistent peers are re-dialed with capped exponential backoff and jitter
 //!   after any disconnect; their address is resolved again at each dial.
 //! - A peer that sends an oversized or undecodable frame is logged, counted,
@@ -28,6 +31,7 @@
 //! Messages are decoded and validated here but signatures are not checked: the
 //! node verifies them in batches.
 
+mod admit;
 mod config;
 mod message;
 mod peer;
@@ -50,7 +54,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quinn::{Endpoint, IdleTimeout, TransportConfig, VarInt};
 use rand_core::RngCore as _;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
@@ -58,6 +62,7 @@ pub use config::{ChannelLimits, NetConfig, NetTuning, PeerAddr};
 pub use message::{Channel, NetMessage, RoundStatus};
 pub use stats::{ChannelStats, NetStats};
 
+use admit::{Admission, HandshakeSlots, Verdict};
 use peer::{ConnCtl, Direction, Live, Rejected, close_code};
 use tls::{Identity, PeerGate, TlsError};
 use wire::WireError;
@@ -156,6 +161,8 @@ pub(crate) struct Inner {
     tuning: NetTuning,
     gate: Arc<PeerGate>,
     counters: stats::Counters,
+    /// Inbound handshakes in progress.
+    handshakes: Arc<HandshakeSlots>,
     table: Mutex<PeerTable>,
     /// Bumped at every change of `table.conns`; dialers wait on it.
     changed: watch::Sender<u64>,
@@ -390,8 +397,13 @@ fn validate(cfg: &NetConfig, t: &NetTuning) -> Result<(), NetError> {
             )));
         }
     }
-    if t.events_len == 0 || t.max_pending_handshakes == 0 {
-        return err("events_len and max_pending_handshakes must be at least 1");
+    if t.events_len == 0 || t.max_pending_handshakes == 0 || t.max_handshakes_per_ip == 0 {
+        return err(
+            "events_len, max_pending_handshakes and max_handshakes_per_ip must be at least 1",
+        );
+    }
+    if t.handshake_timeout.is_zero() {
+        return err("handshake_timeout must be positive");
     }
     if t.stream_window < 64 * 1024 {
         return err("stream_window must be at least 64 KiB");
@@ -441,6 +453,11 @@ impl Network {
         let (b_tx, b_rx) = mpsc::channel(tuning.inbound_len.block);
         let (m_tx, m_rx) = mpsc::channel(tuning.inbound_len.mempool);
 
+        let handshakes = Arc::new(HandshakeSlots::new(admit::Limits {
+            max_total: tuning.max_pending_handshakes,
+            max_per_source: tuning.max_handshakes_per_ip,
+            retry_threshold: tuning.retry_threshold,
+        }));
         let inner = Arc::new(Inner {
             local,
             local_addr,
@@ -450,6 +467,7 @@ impl Network {
             tuning,
             gate,
             counters: stats::Counters::default(),
+            handshakes,
             table: Mutex::new(PeerTable::default()),
             changed: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
@@ -580,9 +598,11 @@ impl Network {
     /// A snapshot of the counters.
     pub fn stats(&self) -> NetStats {
         let peers = lock(&self.inner.table).conns.len();
-        self.inner
-            .counters
-            .snapshot(self.inner.gate.refused(), peers)
+        self.inner.counters.snapshot(
+            self.inner.gate.refused(),
+            self.inner.handshakes.pending(),
+            peers,
+        )
     }
 
     /// Closes every connection, stops accepting and dialing, and waits (a few
@@ -646,15 +666,53 @@ async fn forward_events(
     }
 }
 
-/// Accepts inbound connections; the TLS verifier refuses unpermitted keys.
+/// Least time between two log lines about refused connection attempts: under
+/// a flood, a line per attempt would be the flood again, in the log.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Accepts inbound connections within the handshake limits ([`admit`]); the
+/// TLS verifier refuses unpermitted keys.
 async fn accept_loop(inner: Arc<Inner>, endpoint: Endpoint) {
-    let pending = Arc::new(Semaphore::new(inner.tuning.max_pending_handshakes));
+    let mut refused_since_log: u64 = 0;
+    let mut last_log: Option<std::time::Instant> = None;
     while let Some(incoming) = endpoint.accept().await {
         let remote = incoming.remote_address();
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            warn!(%remote, "too many handshakes in progress; refusing connection");
-            incoming.refuse();
-            continue;
+        let validated = incoming.remote_address_validated();
+        let slot = match inner.handshakes.admit(remote.ip(), validated) {
+            Admission::Accept(slot) => slot,
+            Admission::Deny(Verdict::Retry) => {
+                // Stateless: the attempt holds nothing until the client comes
+                // back with the token, which proves its address. quinn may
+                // always retry an unvalidated attempt; refuse if it may not.
+                match incoming.retry() {
+                    Ok(()) => inner.counters.handshake_retry(),
+                    Err(e) => e.into_incoming().refuse(),
+                }
+                continue;
+            }
+            Admission::Deny(verdict) => {
+                let why = if verdict == Verdict::RefuseSource {
+                    inner.counters.handshake_refused_per_ip();
+                    "too many handshakes in progress from this address"
+                } else {
+                    inner.counters.handshake_refused_busy();
+                    "too many handshakes in progress"
+                };
+                refused_since_log += 1;
+                if last_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                    warn!(
+                        %remote,
+                        refused_since_last_report = refused_since_log,
+                        "{why}; refusing connections"
+                    );
+                    refused_since_log = 0;
+                    last_log = Some(std::time::Instant::now());
+                } else {
+                    debug!(%remote, "{why}; refusing connection");
+                }
+                incoming.refuse();
+                continue;
+            }
         };
         let task_inner = inner.clone();
         let handshake_timeout = inner.tuning.handshake_timeout;
@@ -677,7 +735,7 @@ async fn accept_loop(inner: Arc<Inner>, endpoint: Endpoint) {
                     return;
                 }
             };
-            drop(permit);
+            drop(slot);
             peer::run(task_inner, conn, Direction::Inbound, None).await;
         });
     }

@@ -40,6 +40,17 @@ pub struct NetStats {
     pub bad_frames: u64,
     /// TLS handshakes refused by our verifier (unknown, banned or invalid keys).
     pub refused_handshakes: u64,
+    /// Inbound connection attempts answered with a QUIC Retry (address
+    /// validation; see [`super::NetTuning::retry_threshold`]).
+    pub handshake_retries: u64,
+    /// Inbound connection attempts refused because their source held
+    /// [`super::NetTuning::max_handshakes_per_ip`] handshakes already.
+    pub handshakes_refused_per_ip: u64,
+    /// Inbound connection attempts refused because
+    /// [`super::NetTuning::max_pending_handshakes`] were in progress.
+    pub handshakes_refused_busy: u64,
+    /// Inbound handshakes in progress now.
+    pub pending_handshakes: usize,
     /// Times a peer became connected.
     pub connects: u64,
     /// Times a peer became disconnected.
@@ -97,6 +108,9 @@ impl ChannelCounters {
 pub(crate) struct Counters {
     channels: [ChannelCounters; 4],
     bad_frames: AtomicU64,
+    handshake_retries: AtomicU64,
+    handshakes_refused_per_ip: AtomicU64,
+    handshakes_refused_busy: AtomicU64,
     connects: AtomicU64,
     disconnects: AtomicU64,
 }
@@ -143,6 +157,18 @@ impl Counters {
         add(&self.bad_frames, 1);
     }
 
+    pub(crate) fn handshake_retry(&self) {
+        add(&self.handshake_retries, 1);
+    }
+
+    pub(crate) fn handshake_refused_per_ip(&self) {
+        add(&self.handshakes_refused_per_ip, 1);
+    }
+
+    pub(crate) fn handshake_refused_busy(&self) {
+        add(&self.handshakes_refused_busy, 1);
+    }
+
     pub(crate) fn connect(&self) {
         add(&self.connects, 1);
     }
@@ -151,7 +177,12 @@ impl Counters {
         add(&self.disconnects, 1);
     }
 
-    pub(crate) fn snapshot(&self, refused_handshakes: u64, peers: usize) -> NetStats {
+    pub(crate) fn snapshot(
+        &self,
+        refused_handshakes: u64,
+        pending_handshakes: usize,
+        peers: usize,
+    ) -> NetStats {
         NetStats {
             consensus: self.ch(Channel::Consensus).snapshot(),
             proposal: self.ch(Channel::Proposal).snapshot(),
@@ -159,6 +190,10 @@ impl Counters {
             mempool: self.ch(Channel::Mempool).snapshot(),
             bad_frames: self.bad_frames.load(Ordering::Relaxed),
             refused_handshakes,
+            handshake_retries: self.handshake_retries.load(Ordering::Relaxed),
+            handshakes_refused_per_ip: self.handshakes_refused_per_ip.load(Ordering::Relaxed),
+            handshakes_refused_busy: self.handshakes_refused_busy.load(Ordering::Relaxed),
+            pending_handshakes,
             connects: self.connects.load(Ordering::Relaxed),
             disconnects: self.disconnects.load(Ordering::Relaxed),
             peers,

@@ -15,6 +15,8 @@ use tokio::time::{sleep, timeout};
 use super::peer::{close_code, stream_header};
 use super::tls::{Identity, PeerGate, SERVER_NAME};
 use super::*;
+mod flood;
+
 use crate::types::{
     Block, Commit, Hash, Header, Height, Keypair, Proposal, Round, Timestamp, Vote, VoteType,
 };

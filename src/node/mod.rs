@@ -202,6 +202,26 @@ fn render_net_stats(s: &crate::net::NetStats, r: &mut Renderer) {
         "Connections refused during the TLS handshake (key not permitted).",
         s.refused_handshakes,
     );
+    r.counter(
+        "consort_p2p_handshake_retries_total",
+        "Inbound connection attempts answered with a QUIC Retry (address validation).",
+        s.handshake_retries,
+    );
+    r.counter(
+        "consort_p2p_handshakes_refused_per_ip_total",
+        "Inbound connection attempts refused: their address had too many handshakes in progress.",
+        s.handshakes_refused_per_ip,
+    );
+    r.counter(
+        "consort_p2p_handshakes_refused_busy_total",
+        "Inbound connection attempts refused: too many handshakes in progress.",
+        s.handshakes_refused_busy,
+    );
+    r.gauge(
+        "consort_p2p_pending_handshakes",
+        "Inbound handshakes in progress.",
+        s.pending_handshakes as f64,
+    );
 }
 
 /// Admitted transactions waiting to be gossiped.
