@@ -12,7 +12,8 @@ pub struct Faults {
     pub serve_corrupt_chunks: bool,
     /// The sync service serves light blocks with a forged state root.
     pub serve_forged_light_blocks: bool,
-    /// State sync waits this long after each chunk (to be killed mid-restore).
+    /// State sync waits this long after each chunk (to be killed mid-restore),
+    /// and block sync after each block it applies (to stay behind).
     pub sync_throttle_ms: u64,
     /// Every vote we sign goes out with a conflicting twin (same height, round
     /// and type, another block id), signed past the signing-state guard.

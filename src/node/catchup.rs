@@ -131,6 +131,14 @@ impl Actor {
     /// clients and the mempool about them.
     pub(super) fn sync_blocks(&mut self) -> Result<(), NodeError> {
         if self.catchup.unsynced {
+            if self
+                .catchup
+                .unnotified
+                .iter()
+                .any(|(b, _)| !b.txs.is_empty())
+            {
+                crate::faults::crash_point("block-sync-before-fsync");
+            }
             self.store.sync_blocks()?;
             self.catchup.unsynced = false;
         }
@@ -219,6 +227,10 @@ impl Actor {
                     reason: e.reason,
                 })?;
         debug!(height = %next, peer = %peer.short(), "applying fetched block");
+        if self.faults.sync_throttle_ms > 0 {
+            // Test misbehaviour: a slow catch-up, to look at a node behind.
+            std::thread::sleep(Duration::from_millis(self.faults.sync_throttle_ms));
+        }
         self.catchup.last_block_bytes = block.tx_bytes();
         self.commit_block(&block, &commit, &exec, false)?;
         if self.store.latest_height().0 % 1000 == 0 {
