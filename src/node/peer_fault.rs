@@ -36,7 +36,7 @@ pub enum PeerFault {
     ProposalBlockMismatch,
     /// A proposal signed by a validator that is not the proposer of its
     /// height and round (honest nodes relay only proposals their core took).
-    #[error("proposal for height {height} from a validator that is not its round's proposer")]
+    #[error("proposal for height {height} from a key that is not its round's proposer")]
     NotTheProposer {
         /// The proposal's height.
         height: Height,

@@ -244,3 +244,65 @@ fn record_queries_prove_presence_and_absence() {
         Some(Proven::Absent)
     );
 }
+
+/// A certified block is applied whatever its transactions say: each one that
+/// fails keeps its place with a failure result and changes nothing; the same
+/// block checked as a proposal is invalid.
+#[test]
+fn a_certified_block_keeps_failing_transactions_with_failure_results() {
+    let l = ledger(&[(1, 100), (2, 50)]);
+    let mut forged = Tx::new_signed(
+        &key(2),
+        CHAIN,
+        0,
+        Action::Put {
+            name: "n".into(),
+            value: Bytes::from_static(b"v"),
+        },
+    );
+    forged.signature.0[40] ^= 1;
+    let txs = vec![
+        transfer(1, 2, 0, 10),                    // ok
+        Bytes::from_static(b"not a transaction"), // malformed
+        Bytes::from(forged.encode()),             // bad signature
+        transfer(1, 2, 0, 10),                    // nonce 0 taken above
+        transfer(1, 2, 5, 10),                    // nonce ahead
+        transfer(2, 1, 0, 1_000),                 // more than the balance
+        transfer(9, 1, 0, 1),                     // no such account
+        put(2, 0, "ok", b"yes"),                  // ok
+    ];
+    let h = l.committed().0.next();
+    assert!(
+        l.execute(h, &txs).is_err(),
+        "a proposal holding them is invalid"
+    );
+    let e = l.execute_certified(h, &txs).unwrap();
+    let codes: Vec<u32> = e.results.iter().map(|r| r.code).collect();
+    assert_eq!(
+        codes,
+        vec![
+            0,
+            RejectCode::Malformed.result_code(),
+            RejectCode::BadSignature.result_code(),
+            RejectCode::StaleNonce.result_code(),
+            RejectCode::FutureNonce.result_code(),
+            RejectCode::InsufficientFunds.result_code(),
+            RejectCode::UnknownAccount.result_code(),
+            0,
+        ]
+    );
+    assert!(e.results[1..7].iter().all(|r| !r.log.is_empty()));
+    // Deterministic: the same block, executed again, gives the same outcome.
+    let again = l.execute_certified(h, &txs).unwrap();
+    assert_eq!(again.app_hash, e.app_hash);
+    assert_eq!(again.results, e.results);
+    // Only the two good ones took effect.
+    let only_good = ledger(&[(1, 100), (2, 50)]);
+    let good = only_good
+        .execute(h, &[txs[0].clone(), txs[7].clone()])
+        .unwrap();
+    assert_eq!(e.app_hash, good.app_hash);
+    l.commit(&e).unwrap();
+    assert_eq!(l.account(&key(1).public()).unwrap().unwrap().nonce, 1);
+    assert_eq!(l.account(&key(2).public()).unwrap().unwrap().nonce, 1);
+}
