@@ -272,5 +272,18 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         let e = Genesis::load(&p).unwrap_err().to_string();
         assert!(e.contains("accounts[2500].public_key"), "{e}");
+
+        // A point of small order (one of the eight torsion points) is a weak
+        // key: it would verify a forged signature on any message. Refused.
+        g.save(&p).unwrap();
+        let weak = curve25519_dalek::constants::EIGHT_TORSION[4]
+            .compress()
+            .to_bytes();
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace(&g.accounts[7].public_key.to_hex(), &hex::encode(weak));
+        std::fs::write(&p, text).unwrap();
+        let e = Genesis::load(&p).unwrap_err().to_string();
+        assert!(e.contains("accounts[7].public_key"), "{e}");
     }
 }
