@@ -177,7 +177,7 @@ send_tx() {
 
 # committed_on NODE HASH: the node has the transaction, with a valid proof.
 committed_on() {
-  [ "$(cli query tx --hash "$2" --node "127.0.0.1:${grpc_port[$1]}" --prove --json 2>/dev/null |
+  [ "$(cli query tx --hash "$2" --node "127.0.0.1:${grpc_port[$1]}" --prove --genesis "$net/org1/genesis.json" --json 2>/dev/null |
     jq -r '.verified' 2>/dev/null)" = true ]
 }
 committed_on_all() {
@@ -244,7 +244,7 @@ step_txs() {
       committed_on_all "$hash" "${validators[@]}" || return 1
   done
   pub="$(cli keys show --key "$(client_key 0)" --json | jq -r .public_key)"
-  out="$(cli query record --owner "$pub" --name key5 --node "127.0.0.1:${grpc_port[org4]}" --prove --json)" ||
+  out="$(cli query record --owner "$pub" --name key5 --node "127.0.0.1:${grpc_port[org4]}" --prove --genesis "$net/org1/genesis.json" --json)" ||
     { fail "record query on org4: $out"; return 1; }
   [ "$(jq -r '.value + " " + (.verified | tostring)' <<<"$out")" = "value5 true" ] ||
     { fail "org4 record key5: $out"; return 1; }

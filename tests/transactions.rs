@@ -11,10 +11,10 @@ use bytes::Bytes;
 use common::Cluster;
 use consort::app::ledger::{Account, Action, Tx, account_key, record_key};
 use consort::client::Client;
-use consort::client::verify::{verify_signed_header, verify_state};
+use consort::client::verify::{TrustRoot, Verifier};
 use consort::codec::Wire;
-use consort::config::read_key;
-use consort::types::{Hash, Keypair, ValidatorSet};
+use consort::config::{Genesis, Home, read_key};
+use consort::types::{Hash, Height, Keypair};
 
 const LONG: Duration = Duration::from_secs(180);
 const CHAIN: &str = "consort-test";
@@ -179,43 +179,96 @@ async fn record_proofs_verify_and_tampering_is_caught() {
     let rec = cl.record(&key.public(), "color").await.expect("record");
     assert!(rec.found);
     assert_eq!(rec.value.as_ref(), b"blue");
-    let set = ValidatorSet::new(cl.validators().await.expect("validators")).expect("set");
-    let header = verify_signed_header(CHAIN, &set, rec.header.as_ref().expect("header"))
+    // The client trusts the genesis it holds, not the node's word.
+    let genesis = Genesis::load(&Home::new(c.home(0)).genesis()).expect("genesis");
+    let verifier = Verifier::new(TrustRoot::from_genesis(&genesis).expect("root"), &cl)
+        .await
+        .expect("verifier");
+    let header = verifier
+        .verify_signed_header(rec.header.as_ref())
         .expect("signed header");
     let proof = rec.proof.clone().expect("proof");
     let k = record_key(&key.public(), "color");
-    verify_state(&header.app_hash, &k, Some(b"blue"), &proof).expect("proof verifies");
+    header
+        .verify_state(&k, Some(b"blue"), &proof)
+        .expect("proof verifies");
     // A tampered value, a tampered proof, or a forged header does not verify.
-    assert!(verify_state(&header.app_hash, &k, Some(b"red"), &proof).is_err());
-    assert!(verify_state(&header.app_hash, &k, None, &proof).is_err());
+    assert!(header.verify_state(&k, Some(b"red"), &proof).is_err());
+    assert!(header.verify_state(&k, None, &proof).is_err());
     let mut bad = proof.clone();
     if let Some(s) = bad.siblings.first_mut() {
         let mut v = s.to_vec();
         v[0] ^= 1;
         *s = v.into();
     }
-    assert!(verify_state(&header.app_hash, &k, Some(b"blue"), &bad).is_err());
+    assert!(header.verify_state(&k, Some(b"blue"), &bad).is_err());
     let mut forged = rec.header.clone().expect("header");
     if let Some(h) = forged.header.as_mut() {
         h.app_hash = Hash::digest(b"forged").as_bytes().to_vec().into();
     }
-    assert!(verify_signed_header(CHAIN, &set, &forged).is_err());
+    assert!(verifier.verify_signed_header(Some(&forged)).is_err());
+    // A trusted height and hash anchor the same check, the node's validator
+    // set checked against the trusted header.
+    let (trusted, _) = cl.block(1).await.expect("block 1");
+    let by_header = Verifier::new(
+        TrustRoot::Header {
+            height: Height(1),
+            hash: trusted.id(),
+        },
+        &cl,
+    )
+    .await
+    .expect("verifier from a trusted header");
+    assert_eq!(by_header.chain_id(), CHAIN);
+    by_header
+        .verify_signed_header(rec.header.as_ref())
+        .expect("signed header");
     // The account proof too.
     let acc = cl.account(&key.public()).await.expect("account");
-    let h =
-        verify_signed_header(CHAIN, &set, acc.header.as_ref().expect("header")).expect("signed");
+    let h = verifier
+        .verify_signed_header(acc.header.as_ref())
+        .expect("signed");
     let value = Account {
         balance: acc.balance,
         nonce: acc.nonce,
     }
     .encode();
-    verify_state(
-        &h.app_hash,
+    h.verify_state(
         &account_key(&key.public()),
         Some(&value),
         acc.proof.as_ref().expect("proof"),
     )
     .expect("account proof");
+    // The command line: `--prove` needs a trust root and checks against it.
+    let query = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_consort"))
+            .args(["query", "record", "--name", "color", "--prove", "--json"])
+            .args([
+                "--owner",
+                &key.public().to_hex(),
+                "--node",
+                &c.nodes[1].grpc,
+            ])
+            .args(extra)
+            .output()
+            .expect("run consort query");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = query(&[]);
+    assert!(!ok && err.contains("nothing to trust"), "{err}");
+    let home = c.home(2).to_string_lossy().into_owned();
+    let (ok, out, err) = query(&["--home", &home]);
+    assert!(ok && out.contains("\"verified\": true"), "{out}{err}");
+    let hash = trusted.id().to_hex();
+    let (ok, out, err) = query(&["--trust-height", "1", "--trust-hash", &hash]);
+    assert!(ok && out.contains("\"verified\": true"), "{out}{err}");
+    let wrong = Hash::digest(b"not the header").to_hex();
+    let (ok, _, err) = query(&["--trust-height", "1", "--trust-hash", &wrong]);
+    assert!(!ok && err.contains("trusted"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -107,3 +107,20 @@ impl Bytes<'_> {
         self.0.is_empty()
     }
 }
+
+/// A header of the fixture chain naming `set`, certified by all four keys, as
+/// a client's verifier accepts it (made once: signing costs more than a run).
+pub fn verified_header(set: &ValidatorSet) -> Option<consort::client::verify::VerifiedHeader> {
+    static HEADER: std::sync::OnceLock<Option<consort::client::verify::VerifiedHeader>> =
+        std::sync::OnceLock::new();
+    HEADER
+        .get_or_init(|| {
+            let mut header = block(1, 0).header.clone();
+            header.validators_hash = set.hash();
+            let c = commit(Height(1), Round(0), header.id(), 0b1111);
+            consort::client::verify::Verifier::from_genesis(CHAIN, set.clone())
+                .verify_light_block(header, &c)
+                .ok()
+        })
+        .clone()
+}

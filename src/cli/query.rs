@@ -1,13 +1,60 @@
 //! `consort status` and `consort query ...`.
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
 
 use consort::app::ledger::{Account, account_key, record_key};
 use consort::client::Client;
-use consort::client::verify::{verify_signed_header, verify_state, verify_tx_inclusion};
-use consort::types::{Hash, PublicKey, ValidatorSet};
+use consort::client::verify::{TrustRoot, Verifier, VerifyError};
+use consort::config::{Genesis, Home};
+use consort::types::{Hash, Height, PublicKey};
+
+/// What `--prove` checks an answer against: a trust root the user holds,
+/// never what the node under check says.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TrustArgs {
+    /// With --prove: the genesis file whose chain id and validators to trust.
+    #[arg(long, conflicts_with = "home")]
+    genesis: Option<PathBuf>,
+    /// With --prove: a node home whose genesis.json to trust.
+    #[arg(long)]
+    home: Option<PathBuf>,
+    /// With --prove: a height whose header hash you trust (with --trust-hash);
+    /// the node's validator set must hash to that header's validators_hash.
+    #[arg(long, requires = "trust_hash", value_parser = clap::value_parser!(u64).range(1..))]
+    trust_height: Option<u64>,
+    /// With --prove: the trusted header's hash (hex), e.g. from
+    /// `consort query block --height H --json` against a node you run.
+    #[arg(long, requires = "trust_height")]
+    trust_hash: Option<Hash>,
+}
+
+impl TrustArgs {
+    /// The trust root given, or the plain error that there is none.
+    fn root(&self) -> Result<TrustRoot> {
+        let path = match (&self.genesis, &self.home) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(h)) => Some(Home::new(h).genesis()),
+            (None, None) => None,
+        };
+        let genesis = path.map(|p| Genesis::load(&p)).transpose()?;
+        let header = self
+            .trust_height
+            .zip(self.trust_hash)
+            .map(|(h, x)| (Height(h), x));
+        TrustRoot::from_options(genesis.as_ref(), header).map_err(|e| match e {
+            VerifyError::NoTrustRoot => anyhow::anyhow!(
+                "--prove has nothing to trust: give --genesis PATH (or --home DIR), or \
+                 --trust-height H --trust-hash HEX; the node's own chain id and validators \
+                 are not checked against themselves"
+            ),
+            e => e.into(),
+        })
+    }
+}
 
 #[derive(Subcommand)]
 pub enum QueryCommand {
@@ -31,9 +78,13 @@ pub enum QueryCommand {
         /// gRPC address of the node.
         #[arg(long, default_value = "127.0.0.1:26657")]
         node: String,
-        /// Check the proof locally against the signed header.
+        /// Check the proof locally against a header signed by the validators
+        /// of the trust root (--genesis, --home, or --trust-height and
+        /// --trust-hash).
         #[arg(long)]
         prove: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -49,9 +100,13 @@ pub enum QueryCommand {
         /// gRPC address of the node.
         #[arg(long, default_value = "127.0.0.1:26657")]
         node: String,
-        /// Check the proof locally against the signed header.
+        /// Check the proof locally against a header signed by the validators
+        /// of the trust root (--genesis, --home, or --trust-height and
+        /// --trust-hash).
         #[arg(long)]
         prove: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -64,27 +119,37 @@ pub enum QueryCommand {
         /// gRPC address of the node.
         #[arg(long, default_value = "127.0.0.1:26657")]
         node: String,
-        /// Check the inclusion proof locally against the signed header.
+        /// Check the inclusion proof locally against a header signed by the
+        /// validators of the trust root (--genesis, --home, or --trust-height
+        /// and --trust-hash).
         #[arg(long)]
         prove: bool,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
 }
 
-/// Checks a signed header against the validator set and chain the node reports.
-/// A client that must not trust the node passes its own genesis instead; the
-/// node's answer is still checked for consistency: signatures by more than 2/3
-/// of the set.
-async fn header_root(
-    c: &Client,
-    signed: Option<&consort::pb::SignedHeader>,
-) -> Result<consort::types::Header> {
-    let chain_id = c.status().await?.chain_id;
-    let set = ValidatorSet::new(c.validators().await?)?;
-    let signed = signed.ok_or_else(|| anyhow::anyhow!("the node sent no signed header"))?;
-    Ok(verify_signed_header(&chain_id, &set, signed)?)
+/// Connects to `node` and, with `prove`, sets up the verifier first: without a
+/// trust root the query fails before anything is asked.
+async fn connect(node: &str, prove: bool, trust: &TrustArgs) -> Result<(Client, Option<Verifier>)> {
+    let root = prove.then(|| trust.root()).transpose()?;
+    let c = Client::connect(node).await?;
+    let verifier = match root {
+        Some(root) => Some(Verifier::new(root, &c).await?),
+        None => None,
+    };
+    Ok((c, verifier))
+}
+
+/// The error of an answer that does not verify, after its output.
+fn refused(verified: Option<Result<(), VerifyError>>) -> Result<()> {
+    match verified {
+        Some(Err(e)) => Err(anyhow::Error::new(e).context("the proof does not verify")),
+        _ => Ok(()),
+    }
 }
 
 fn hex_or_empty(b: &[u8]) -> String {
@@ -239,12 +304,12 @@ pub async fn run(q: QueryCommand) -> Result<()> {
             address,
             node,
             prove,
+            trust,
             json: as_json,
         } => {
-            let c = Client::connect(&node).await?;
+            let (c, verifier) = connect(&node, prove, &trust).await?;
             let r = c.account(&address).await?;
-            let verified = if prove {
-                let header = header_root(&c, r.header.as_ref()).await?;
+            let verified = verifier.map(|v| {
                 let value = r.found.then(|| {
                     Account {
                         balance: r.balance,
@@ -253,18 +318,9 @@ pub async fn run(q: QueryCommand) -> Result<()> {
                     .encode()
                 });
                 let proof = r.proof.clone().unwrap_or_default();
-                Some(
-                    verify_state(
-                        &header.app_hash,
-                        &account_key(&address),
-                        value.as_deref(),
-                        &proof,
-                    )
-                    .is_ok(),
-                )
-            } else {
-                None
-            };
+                v.verify_signed_header(r.header.as_ref())
+                    .and_then(|h| h.verify_state(&account_key(&address), value.as_deref(), &proof))
+            });
             let height = r
                 .header
                 .as_ref()
@@ -272,8 +328,8 @@ pub async fn run(q: QueryCommand) -> Result<()> {
                 .map_or(0, |h| h.height);
             if as_json {
                 let mut v = json!({"address": address.to_hex(), "found": r.found, "balance": r.balance, "nonce": r.nonce, "height": height});
-                if let Some(ok) = verified {
-                    v["verified"] = json!(ok);
+                if let Some(r) = &verified {
+                    v["verified"] = json!(r.is_ok());
                 }
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -285,39 +341,29 @@ pub async fn run(q: QueryCommand) -> Result<()> {
                 );
                 println!("nonce     {}", r.nonce);
                 println!("height    {height}");
-                if let Some(ok) = verified {
-                    println!("verified  {ok}");
+                if let Some(r) = &verified {
+                    println!("verified  {}", r.is_ok());
                 }
             }
-            if verified == Some(false) {
-                anyhow::bail!("the proof does not verify");
-            }
+            refused(verified)?;
         }
         QueryCommand::Record {
             owner,
             name,
             node,
             prove,
+            trust,
             json: as_json,
         } => {
-            let c = Client::connect(&node).await?;
+            let (c, verifier) = connect(&node, prove, &trust).await?;
             let r = c.record(&owner, &name).await?;
-            let verified = if prove {
-                let header = header_root(&c, r.header.as_ref()).await?;
+            let verified = verifier.map(|v| {
                 let value = r.found.then(|| r.value.to_vec());
                 let proof = r.proof.clone().unwrap_or_default();
-                Some(
-                    verify_state(
-                        &header.app_hash,
-                        &record_key(&owner, &name),
-                        value.as_deref(),
-                        &proof,
-                    )
-                    .is_ok(),
-                )
-            } else {
-                None
-            };
+                v.verify_signed_header(r.header.as_ref()).and_then(|h| {
+                    h.verify_state(&record_key(&owner, &name), value.as_deref(), &proof)
+                })
+            });
             let height = r
                 .header
                 .as_ref()
@@ -326,8 +372,8 @@ pub async fn run(q: QueryCommand) -> Result<()> {
             let value = String::from_utf8_lossy(&r.value).into_owned();
             if as_json {
                 let mut v = json!({"owner": owner.to_hex(), "name": name, "found": r.found, "value": value, "value_hex": hex::encode(&r.value), "height": height});
-                if let Some(ok) = verified {
-                    v["verified"] = json!(ok);
+                if let Some(r) = &verified {
+                    v["verified"] = json!(r.is_ok());
                 }
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
@@ -336,53 +382,45 @@ pub async fn run(q: QueryCommand) -> Result<()> {
                 } else {
                     println!("(no such record)");
                 }
-                if let Some(ok) = verified {
-                    println!("verified: {ok} (height {height})");
+                if let Some(r) = &verified {
+                    println!("verified: {} (height {height})", r.is_ok());
                 }
             }
-            if verified == Some(false) {
-                anyhow::bail!("the proof does not verify");
-            }
+            refused(verified)?;
         }
         QueryCommand::Tx {
             hash,
             node,
             prove,
+            trust,
             json: as_json,
         } => {
-            let c = Client::connect(&node).await?;
+            let (c, verifier) = connect(&node, prove, &trust).await?;
             let r = c.get_tx(&hash).await?;
-            let verified = if prove {
-                let header = header_root(&c, r.header.as_ref()).await?;
+            let verified = verifier.map(|v| {
                 let proof = r.proof.clone().unwrap_or_default();
-                Some(
-                    Hash::digest(&r.tx) == hash
-                        && verify_tx_inclusion(&header.data_hash, &r.tx, &proof).is_ok(),
-                )
-            } else {
-                None
-            };
+                v.verify_signed_header(r.header.as_ref())
+                    .and_then(|h| h.verify_tx(&hash, &r.tx, &proof))
+            });
             let (code, log) = r
                 .result
                 .as_ref()
                 .map_or((0, String::new()), |x| (x.code, x.log.clone()));
             if as_json {
                 let mut v = json!({"hash": hash.to_hex(), "height": r.height, "index": r.index, "code": code, "log": log, "tx": hex::encode(&r.tx)});
-                if let Some(ok) = verified {
-                    v["verified"] = json!(ok);
+                if let Some(r) = &verified {
+                    v["verified"] = json!(r.is_ok());
                 }
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("hash      {hash}");
                 println!("height    {} index {}", r.height, r.index);
                 println!("result    code {code}: {log}");
-                if let Some(ok) = verified {
-                    println!("verified  {ok}");
+                if let Some(r) = &verified {
+                    println!("verified  {}", r.is_ok());
                 }
             }
-            if verified == Some(false) {
-                anyhow::bail!("the proof does not verify");
-            }
+            refused(verified)?;
         }
     }
     Ok(())

@@ -11,8 +11,9 @@ use crate::codec::{CodecError, Wire};
 use crate::pb;
 use crate::pb::node_service_client::NodeServiceClient;
 use crate::pb::query_service_client::QueryServiceClient;
+use crate::pb::sync_service_client::SyncServiceClient;
 use crate::pb::tx_service_client::TxServiceClient;
-use crate::types::{Block, BlockId, Commit, Evidence, Hash, Height, Validator};
+use crate::types::{Block, BlockId, Commit, Evidence, Hash, Header, Height, Validator};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +118,17 @@ impl Client {
         Ok(Commit::from_proto(
             r.commit.ok_or(ClientError::Missing("commit"))?,
         )?)
+    }
+
+    /// The header and commit of `height` (0 = latest).
+    pub async fn light_block(&self, height: u64) -> Result<(Header, Commit), ClientError> {
+        let r = SyncServiceClient::new(self.channel.clone())
+            .get_light_block(pb::GetLightBlockRequest { height })
+            .await?
+            .into_inner();
+        let header = Header::from_proto(r.header.ok_or(ClientError::Missing("header"))?)?;
+        let commit = Commit::from_proto(r.commit.ok_or(ClientError::Missing("commit"))?)?;
+        Ok((header, commit))
     }
 
     fn txs(&self) -> TxServiceClient<Channel> {
