@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod pb;
+pub mod pki;
 pub mod rpc;
 pub mod storage;
 pub mod sync;
