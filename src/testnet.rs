@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    ConfigError, ConsensusConfig, Genesis, GenesisAccount, GenesisValidator, Home, NodeConfig,
-    write_key,
+    ConfigError, ConsensusConfig, Genesis, GenesisAccount, GenesisOrganization, GenesisValidator,
+    Home, NodeConfig, write_key, write_pem,
 };
+use crate::pki::{IssueOptions, OrgCa, Role};
 use crate::types::{Keypair, PublicKey};
 
 /// What to generate.
@@ -30,6 +31,9 @@ pub struct TestnetSpec {
     pub hosts: Option<Vec<String>>,
     /// Node names; default `node0`, `node1`, ...
     pub names: Option<Vec<String>>,
+    /// The organization of each node; default: each node is an organization
+    /// of its own name.
+    pub orgs: Option<Vec<String>>,
     /// Consensus settings written into every config.
     pub consensus: ConsensusConfig,
     /// Funded client keys to write to `out/clients/`.
@@ -57,6 +61,7 @@ impl TestnetSpec {
             chain_id: "consort-devnet".into(),
             hosts: None,
             names: None,
+            orgs: None,
             consensus: ConsensusConfig::default(),
             clients: 0,
             client_balance: 1_000_000_000,
@@ -153,6 +158,18 @@ pub fn generate(spec: &TestnetSpec) -> Result<Vec<NodeEntry>, ConfigError> {
             clients.push(k.public());
         }
     }
+    let orgs: Vec<String> = match &spec.orgs {
+        Some(o) if o.len() != total => {
+            return Err(ConfigError::invalid(
+                out,
+                "orgs",
+                format!("{} organizations for {total} nodes", o.len()),
+            ));
+        }
+        Some(o) => o.clone(),
+        None => names.clone(),
+    };
+    let pki = write_pki(spec, out, &names, &orgs, &keys)?;
     let genesis = Genesis {
         chain_id: spec.chain_id.clone(),
         genesis_time_ms: spec.genesis_time_ms,
@@ -163,6 +180,7 @@ pub fn generate(spec: &TestnetSpec) -> Result<Vec<NodeEntry>, ConfigError> {
                 power: 1,
             })
             .collect(),
+        organizations: pki.organizations,
         accounts: clients
             .iter()
             .map(|k| GenesisAccount {
@@ -224,6 +242,113 @@ pub fn generate(spec: &TestnetSpec) -> Result<Vec<NodeEntry>, ConfigError> {
     Ok(entries)
 }
 
+/// What [`write_pki`] made.
+struct Pki {
+    organizations: Vec<GenesisOrganization>,
+}
+
+/// The subject alternative names of node `i`'s gRPC server certificate: the
+/// host it is reached at, its name, and loopback.
+fn server_names(spec: &TestnetSpec, names: &[String], i: usize) -> Vec<String> {
+    let mut v = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if let Some(h) = spec.hosts.as_ref().and_then(|h| h.get(i)) {
+        v.push(h.clone());
+    }
+    v.push(names[i].clone());
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The consortium PKI of a generated network: a CA per organization
+/// (`out/orgs/<org>/ca.pem`, `ca.key`), an admin key and admin certificate
+/// per organization, every node's gRPC server certificate
+/// (`<home>/tls/node.pem`, `node.key`) and the bundle of every CA
+/// (`out/ca.pem`, `<home>/tls/ca.pem`), and a client certificate per client
+/// key (`out/clients/clientN.pem`, `.key`, of the first organization).
+fn write_pki(
+    spec: &TestnetSpec,
+    out: &Path,
+    names: &[String],
+    orgs: &[String],
+    keys: &[Keypair],
+) -> Result<Pki, ConfigError> {
+    let pki_err = |e: crate::pki::PkiError| ConfigError::invalid(out, "orgs", e.to_string());
+    let mut order: Vec<&String> = Vec::new();
+    for o in orgs {
+        if !order.contains(&o) {
+            order.push(o);
+        }
+    }
+    let mut cas = Vec::new();
+    let mut organizations = Vec::new();
+    let mut bundle = String::new();
+    for org in &order {
+        let ca = OrgCa::generate(org).map_err(pki_err)?;
+        let dir = out.join("orgs").join(org.as_str());
+        write_pem(&dir.join("ca.pem"), ca.cert_pem(), false)?;
+        write_pem(&dir.join("ca.key"), &ca.key_pem(), true)?;
+        let admin_key = Keypair::generate();
+        write_key(&dir.join("admin_key.json"), &admin_key)?;
+        let admin = ca
+            .issue(
+                Role::Admin,
+                &format!("{org}-admin"),
+                &IssueOptions::days(crate::pki::DEFAULT_DAYS),
+            )
+            .map_err(pki_err)?;
+        write_pem(&dir.join("admin.pem"), &admin.cert_pem, false)?;
+        write_pem(&dir.join("admin.key"), &admin.key_pem, true)?;
+        bundle.push_str(ca.cert_pem());
+        let mine = |validator: bool| -> Vec<PublicKey> {
+            (0..names.len())
+                .filter(|i| &orgs[*i] == *org && (*i < spec.validators) == validator)
+                .map(|i| keys[i].public())
+                .collect()
+        };
+        organizations.push(GenesisOrganization {
+            name: org.to_string(),
+            ca_cert: ca.cert_pem().to_string(),
+            validators: mine(true),
+            members: mine(false),
+            admins: vec![admin_key.public()],
+        });
+        cas.push(ca);
+    }
+    write_pem(&out.join("ca.pem"), &bundle, false)?;
+    let ca_of = |org: &str| cas.iter().find(|c| c.org() == org);
+    for (i, name) in names.iter().enumerate() {
+        let Some(ca) = ca_of(&orgs[i]) else { continue };
+        let cert = ca
+            .issue(
+                Role::Node,
+                name,
+                &IssueOptions::days(crate::pki::DEFAULT_DAYS)
+                    .with_names(server_names(spec, names, i)),
+            )
+            .map_err(pki_err)?;
+        let tls = out.join(name).join("tls");
+        write_pem(&tls.join("node.pem"), &cert.cert_pem, false)?;
+        write_pem(&tls.join("node.key"), &cert.key_pem, true)?;
+        write_pem(&tls.join("ca.pem"), &bundle, false)?;
+    }
+    if let Some(first) = cas.first() {
+        for i in 0..spec.clients {
+            let cert = first
+                .issue(
+                    Role::Client,
+                    &format!("client{i}"),
+                    &IssueOptions::days(crate::pki::DEFAULT_DAYS),
+                )
+                .map_err(pki_err)?;
+            let dir = out.join("clients");
+            write_pem(&dir.join(format!("client{i}.pem")), &cert.cert_pem, false)?;
+            write_pem(&dir.join(format!("client{i}.key")), &cert.key_pem, true)?;
+        }
+    }
+    Ok(Pki { organizations })
+}
+
 /// Reads `nodes.json`.
 pub fn read_nodes(path: &Path) -> Result<Vec<NodeEntry>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
@@ -261,5 +386,29 @@ mod tests {
         }
         assert_eq!(nodes[1].grpc, "127.0.0.1:26611");
         assert!(dir.path().join("clients/client1.json").exists());
+        // One organization per node, each trusted by the genesis, each node
+        // with a server certificate its organization issued.
+        let g = Genesis::load(&Home::new(&nodes[0].home).genesis()).unwrap();
+        assert_eq!(g.organizations.len(), 4);
+        assert_eq!(g.member_keys(), vec![nodes[3].key]);
+        let trust = g.trust_store().unwrap();
+        for n in &nodes {
+            let pem = std::fs::read_to_string(n.home.join("tls/node.pem")).unwrap();
+            let chain = crate::pki::certs_from_pem(&pem, "node").unwrap();
+            let id = trust
+                .identify(&chain, std::time::SystemTime::now())
+                .unwrap();
+            assert_eq!((id.org.as_str(), id.role), (n.name.as_str(), Role::Node));
+            assert_eq!(
+                g.organization_of(&n.key).map(|o| o.name.as_str()),
+                Some(n.name.as_str())
+            );
+        }
+        let pem = std::fs::read_to_string(dir.path().join("clients/client0.pem")).unwrap();
+        let chain = crate::pki::certs_from_pem(&pem, "client").unwrap();
+        let id = trust
+            .identify(&chain, std::time::SystemTime::now())
+            .unwrap();
+        assert_eq!(id.role, Role::Client);
     }
 }

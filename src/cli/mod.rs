@@ -261,6 +261,7 @@ fn init(home: PathBuf, moniker: String, chain_id: String) -> Result<()> {
                 public_key: key.public(),
                 power: 1,
             }],
+            organizations: vec![],
             accounts: vec![],
         };
         g.validate(&home.genesis())?;

@@ -741,6 +741,7 @@ mod tests {
                     power: 3,
                 })
                 .collect(),
+            organizations: vec![],
             accounts: vec![],
         };
         let root = TrustRoot::from_options(Some(&g), None).unwrap();

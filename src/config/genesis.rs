@@ -1,5 +1,6 @@
-//! The genesis file: the chain id, the genesis time, the fixed validator set and
-//! the initial application state. Every node of a chain holds the same one.
+//! The genesis file: the chain id, the genesis time, the fixed validator set,
+//! the consortium's organizations and the initial application state. Every
+//! node of a chain holds the same one.
 
 use std::path::Path;
 
@@ -33,6 +34,30 @@ pub struct GenesisAccount {
     pub balance: u64,
 }
 
+/// Longest organization name.
+pub const MAX_ORG_NAME_LEN: usize = 64;
+
+/// An organization of the consortium: the registry the chain starts with.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisOrganization {
+    /// Its name: the subject `O` of its CA and of every certificate the CA
+    /// issues.
+    pub name: String,
+    /// Its CA certificate (PEM): the API trusts the certificates it signs.
+    pub ca_cert: String,
+    /// Node keys of its validators (each one of `validators`).
+    #[serde(default)]
+    pub validators: Vec<PublicKey>,
+    /// Node keys of its member (non-validator) nodes: permitted on the peer
+    /// network.
+    #[serde(default)]
+    pub members: Vec<PublicKey>,
+    /// Its administrators' keys, which sign its governance decisions.
+    #[serde(default)]
+    pub admins: Vec<PublicKey>,
+}
+
 /// The genesis file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +68,11 @@ pub struct Genesis {
     pub genesis_time_ms: u64,
     /// The fixed validator set.
     pub validators: Vec<GenesisValidator>,
+    /// The organizations of the consortium, their CAs, nodes and admins. A
+    /// chain without any serves its API only in plaintext (loopback, or
+    /// `rpc.insecure`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizations: Vec<GenesisOrganization>,
     /// Accounts funded at genesis.
     #[serde(default, deserialize_with = "accounts_checked_in_parallel")]
     pub accounts: Vec<GenesisAccount>,
@@ -145,6 +175,7 @@ impl Genesis {
         }
         self.validator_set()
             .map_err(|e| ConfigError::invalid(path, "validators", e.to_string()))?;
+        self.validate_organizations(path)?;
         let mut seen = std::collections::HashSet::new();
         for (i, a) in self.accounts.iter().enumerate() {
             if !seen.insert(a.public_key) {
@@ -156,6 +187,112 @@ impl Genesis {
             }
         }
         Ok(())
+    }
+
+    /// Every organization has a valid name and CA; every validator belongs to
+    /// exactly one organization (when there are organizations); no node key is
+    /// listed twice.
+    fn validate_organizations(&self, path: &Path) -> Result<(), ConfigError> {
+        if self.organizations.is_empty() {
+            return Ok(());
+        }
+        let validators: std::collections::HashSet<PublicKey> =
+            self.validators.iter().map(|v| v.public_key).collect();
+        let mut names = std::collections::HashSet::new();
+        let mut nodes = std::collections::HashSet::new();
+        for (i, o) in self.organizations.iter().enumerate() {
+            let field = |f: &str| format!("organizations[{i}].{f}");
+            if o.name.is_empty()
+                || o.name.len() > MAX_ORG_NAME_LEN
+                || !o
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(ConfigError::invalid(
+                    path,
+                    field("name"),
+                    format!(
+                        "must be 1 to {MAX_ORG_NAME_LEN} ASCII letters, digits, '-', '_' or '.'"
+                    ),
+                ));
+            }
+            if !names.insert(o.name.as_str()) {
+                return Err(ConfigError::invalid(path, field("name"), "listed twice"));
+            }
+            crate::pki::TrustStore::new([(o.name.as_str(), o.ca_cert.as_str())])
+                .map_err(|e| ConfigError::invalid(path, field("ca_cert"), e.to_string()))?;
+            let ca = crate::pki::certs_from_pem(&o.ca_cert, "ca_cert")
+                .and_then(|c| crate::pki::describe(&c[0]))
+                .map_err(|e| ConfigError::invalid(path, field("ca_cert"), e.to_string()))?;
+            if !ca.is_ca || ca.org.as_deref() != Some(o.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    path,
+                    field("ca_cert"),
+                    format!(
+                        "must be a CA certificate whose subject O is {:?} (it is {:?})",
+                        o.name,
+                        ca.org.unwrap_or_default()
+                    ),
+                ));
+            }
+            for (j, k) in o.validators.iter().enumerate() {
+                if !validators.contains(k) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        field(&format!("validators[{j}]")),
+                        "is not one of the genesis validators",
+                    ));
+                }
+            }
+            for (list, keys) in [("validators", &o.validators), ("members", &o.members)] {
+                for (j, k) in keys.iter().enumerate() {
+                    if !nodes.insert(*k) {
+                        return Err(ConfigError::invalid(
+                            path,
+                            field(&format!("{list}[{j}]")),
+                            "this node key is listed twice",
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(v) = self
+            .validators
+            .iter()
+            .find(|v| !nodes.contains(&v.public_key))
+        {
+            return Err(ConfigError::invalid(
+                path,
+                "organizations",
+                format!("validator {:?} belongs to no organization", v.name),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The consortium's CAs, to judge API clients by.
+    pub fn trust_store(&self) -> Result<crate::pki::TrustStore, crate::pki::PkiError> {
+        crate::pki::TrustStore::new(
+            self.organizations
+                .iter()
+                .map(|o| (o.name.as_str(), o.ca_cert.as_str())),
+        )
+    }
+
+    /// The organization a node key (validator or member) belongs to.
+    pub fn organization_of(&self, node: &PublicKey) -> Option<&GenesisOrganization> {
+        self.organizations
+            .iter()
+            .find(|o| o.validators.contains(node) || o.members.contains(node))
+    }
+
+    /// Node keys of every organization's member nodes.
+    pub fn member_keys(&self) -> Vec<PublicKey> {
+        self.organizations
+            .iter()
+            .flat_map(|o| o.members.iter().copied())
+            .collect()
     }
 
     /// The validator set.
@@ -189,6 +326,19 @@ impl Genesis {
         for a in &self.accounts {
             c.bytes(a.public_key.as_bytes()).u64(a.balance);
         }
+        // Chains written before organizations keep their hash.
+        if !self.organizations.is_empty() {
+            c.str("organizations").u32(self.organizations.len() as u32);
+            for o in &self.organizations {
+                c.str(&o.name).str(&o.ca_cert);
+                for list in [&o.validators, &o.members, &o.admins] {
+                    c.u32(list.len() as u32);
+                    for k in list {
+                        c.bytes(k.as_bytes());
+                    }
+                }
+            }
+        }
         c.digest()
     }
 }
@@ -207,6 +357,7 @@ mod tests {
                 public_key: Keypair::from_seed([1; 32]).public(),
                 power: 1,
             }],
+            organizations: vec![],
             accounts: vec![],
         }
     }

@@ -44,6 +44,28 @@ pub fn write_key(path: &Path, key: &Keypair) -> Result<(), ConfigError> {
         .map_err(|e| ConfigError::io(path, e))
 }
 
+/// Writes a PEM file (a certificate, or with `private` a private key, mode
+/// 0600 on Unix), creating its directory; refuses to overwrite.
+pub fn write_pem(path: &Path, pem: &str, private: bool) -> Result<(), ConfigError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ConfigError::io(dir, e))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if private { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = opts.open(path).map_err(|e| ConfigError::io(path, e))?;
+    use std::io::Write;
+    f.write_all(pem.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| ConfigError::io(path, e))
+}
+
 /// Reads a key file and checks that the public key matches the seed.
 pub fn read_key(path: &Path) -> Result<Keypair, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;

@@ -9,8 +9,10 @@ mod node;
 use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
-pub use genesis::{Genesis, GenesisAccount, GenesisValidator, MAX_CHAIN_ID_LEN};
-pub use keys::{read_key, write_key};
+pub use genesis::{
+    Genesis, GenesisAccount, GenesisOrganization, GenesisValidator, MAX_CHAIN_ID_LEN,
+};
+pub use keys::{read_key, write_key, write_pem};
 pub use node::{
     ConsensusConfig, LogConfig, MempoolConfig, MetricsConfig, NodeConfig, P2pConfig, PeerSpec,
     RpcConfig, StorageConfig, SyncConfig,
