@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod bench;
+mod certs;
 mod devnet;
 mod logging;
 mod query;
@@ -98,6 +99,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         what: KeysCommand,
+    },
+    /// API certificates: issue them from an organization's CA, explain them.
+    Certs {
+        #[command(subcommand)]
+        what: certs::CertsCommand,
     },
 }
 
@@ -222,6 +228,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Health { node } => runtime()?.block_on(query::health(&node)),
         Command::Query { what } => runtime()?.block_on(query::run(what)),
         Command::Tx { what } => runtime()?.block_on(tx::run(what)),
+        Command::Certs { what } => certs::run(what),
         Command::Keys { what } => match what {
             KeysCommand::Show { home, key, json } => keys_show(home, key, json),
             KeysCommand::NewClient { out } => {

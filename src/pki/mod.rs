@@ -275,7 +275,10 @@ impl OrgCa {
         if info.org.as_deref() != Some(org) {
             return Err(PkiError::Pem {
                 what: format!("CA certificate of {org}"),
-                reason: format!("its organization is {:?}", info.org),
+                reason: format!(
+                    "it is the CA of organization {:?}",
+                    info.org.unwrap_or_default()
+                ),
             });
         }
         Ok(OrgCa {
