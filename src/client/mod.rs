@@ -13,6 +13,7 @@ use crate::pb::node_service_client::NodeServiceClient;
 use crate::pb::query_service_client::QueryServiceClient;
 use crate::pb::sync_service_client::SyncServiceClient;
 use crate::pb::tx_service_client::TxServiceClient;
+pub use crate::pki::ClientTls;
 use crate::types::{Block, BlockId, Commit, Evidence, Hash, Header, Height, Validator};
 
 /// Why a client call failed.
@@ -55,17 +56,34 @@ pub struct Client {
 pub type Status = pb::GetStatusResponse;
 
 impl Client {
-    /// Connects to `addr` (`host:port`, or a full `http://` URL).
+    /// Connects to `addr` (`host:port`, or a full `http://` URL) in plaintext.
     pub async fn connect(addr: &str) -> Result<Client, ClientError> {
-        let url = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(url).map_err(|e| ClientError::Address {
+        Client::connect_with(addr, None).await
+    }
+
+    /// Connects to `addr`, over TLS with `tls` (the node's certificate
+    /// checked against its CAs, ours presented), or in plaintext without.
+    pub async fn connect_with(addr: &str, tls: Option<&ClientTls>) -> Result<Client, ClientError> {
+        let bad = |reason: String| ClientError::Address {
             addr: addr.to_string(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let endpoint = match tls {
+            Some(t) => {
+                let bare = addr
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://");
+                t.endpoint(bare).map_err(bad)?
+            }
+            None => {
+                let url = if addr.starts_with("http://") || addr.starts_with("https://") {
+                    addr.to_string()
+                } else {
+                    format!("http://{addr}")
+                };
+                Endpoint::from_shared(url).map_err(|e| bad(e.to_string()))?
+            }
+        };
         let channel = endpoint
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)

@@ -579,5 +579,90 @@ impl TrustStore {
     }
 }
 
+/// How a client reaches a node over TLS: the consortium's CAs (to trust the
+/// node's server certificate) and, to be served, its own certificate and key.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    /// PEM bundle of the CAs a node's certificate may be issued by.
+    pub ca_pem: String,
+    /// The client's certificate and key (PEM), if it has one.
+    pub identity: Option<(String, String)>,
+}
+
+impl ClientTls {
+    /// Reads the CA bundle, and the certificate and key if given.
+    pub fn load(
+        ca: &std::path::Path,
+        cert: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+    ) -> Result<ClientTls, PkiError> {
+        let read = |p: &std::path::Path| -> Result<String, PkiError> {
+            let what = p.display().to_string();
+            let meta = std::fs::metadata(p).map_err(|e| PkiError::Pem {
+                what: what.clone(),
+                reason: e.to_string(),
+            })?;
+            if meta.len() > MAX_PEM_BYTES as u64 {
+                return Err(PkiError::Pem {
+                    what,
+                    reason: format!("larger than {MAX_PEM_BYTES} bytes"),
+                });
+            }
+            std::fs::read_to_string(p).map_err(|e| PkiError::Pem {
+                what,
+                reason: e.to_string(),
+            })
+        };
+        let ca_pem = read(ca)?;
+        certs_from_pem(&ca_pem, &ca.display().to_string())?;
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            (None, None) => None,
+            _ => {
+                return Err(PkiError::Pem {
+                    what: "client identity".into(),
+                    reason: "a certificate needs its key, and a key its certificate".into(),
+                });
+            }
+        };
+        Ok(ClientTls { ca_pem, identity })
+    }
+
+    /// The tonic TLS settings to reach the node named `host` (a DNS name or
+    /// an IP address, which its certificate must list).
+    pub fn tonic_config(&self, host: &str) -> tonic::transport::ClientTlsConfig {
+        let mut c = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem))
+            .domain_name(host);
+        if let Some((cert, key)) = &self.identity {
+            c = c.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        c
+    }
+
+    /// A tonic endpoint for `addr` (`host:port`) over TLS.
+    pub fn endpoint(&self, addr: &str) -> Result<tonic::transport::Endpoint, String> {
+        let host = host_of(addr);
+        tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+            .map_err(|e| e.to_string())?
+            .tls_config(self.tonic_config(&host))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The host part of `host:port` (brackets of an IPv6 address removed).
+pub fn host_of(addr: &str) -> String {
+    let addr = addr
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = match addr.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => addr,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests;
