@@ -83,8 +83,9 @@ pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Async worker threads of the gRPC server's runtime.
 pub const WORKER_THREADS: usize = 2;
 /// Threads of the gRPC server's runtime that read storage (and admit client
-/// transactions) at once; more reads wait their turn. Bounded so that clients
-/// cannot put more threads on the CPU than the node's own.
+/// transactions) at once; more reads wait their turn. Bounded so that,
+/// however many requests are in flight, clients put at most this many
+/// reading threads on the CPU beside the node's.
 pub const BLOCKING_THREADS: usize = 4;
 
 /// Serves the API on `listener` until `shutdown` completes, on the runtime it
