@@ -55,6 +55,19 @@ impl LocalNet {
         })
     }
 
+    /// Edits node `i`'s config file (read at its next start).
+    pub fn edit_config(
+        &self,
+        i: usize,
+        edit: impl FnOnce(&mut NodeConfig),
+    ) -> Result<(), BenchError> {
+        let path = Home::new(&self.nodes[i].home).config();
+        let mut cfg = NodeConfig::load(&path).map_err(|e| BenchError::Setup(e.to_string()))?;
+        edit(&mut cfg);
+        std::fs::write(&path, cfg.to_commented_toml())
+            .map_err(|e| BenchError::Setup(format!("writing {}: {e}", path.display())))
+    }
+
     /// Node `i`'s log file.
     pub fn log_path(&self, i: usize) -> PathBuf {
         self.dir.join(format!("{}.log", self.nodes[i].name))

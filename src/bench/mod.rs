@@ -9,14 +9,18 @@
 //! - [`local`]: a local network of child processes.
 //! - [`throughput`]: the `idle`, `light` and `saturate` scenarios.
 //! - [`sync`]: the `sync` and `catchup` scenarios.
+//! - [`hammer`]: clients hammering what nodes serve from disk.
+//! - [`serve`]: the `serve` scenario: block interval with and without them.
 //! - [`report`]: the result, as a table and as JSON.
 
+pub mod hammer;
 pub mod load;
 pub mod local;
 pub mod observe;
 pub mod pool;
 pub mod report;
 pub mod resources;
+pub mod serve;
 pub mod stats;
 pub mod sync;
 pub mod throughput;
@@ -59,6 +63,9 @@ pub enum Scenario {
     Sync,
     /// Block sync of many (empty) blocks.
     Catchup,
+    /// Block interval without clients, then while clients hammer the nodes'
+    /// snapshot chunks, block ranges and connections.
+    Serve,
 }
 
 impl Scenario {
@@ -70,6 +77,7 @@ impl Scenario {
             Scenario::Saturate => "saturate",
             Scenario::Sync => "sync",
             Scenario::Catchup => "catchup",
+            Scenario::Serve => "serve",
         }
     }
 }
@@ -83,9 +91,10 @@ impl std::str::FromStr for Scenario {
             "saturate" => Scenario::Saturate,
             "sync" => Scenario::Sync,
             "catchup" => Scenario::Catchup,
+            "serve" => Scenario::Serve,
             _ => {
                 return Err(format!(
-                    "unknown scenario {s:?} (idle, light, saturate, sync, catchup)"
+                    "unknown scenario {s:?} (idle, light, saturate, sync, catchup, serve)"
                 ));
             }
         })
@@ -142,7 +151,8 @@ pub struct BenchConfig {
     pub pool: Option<usize>,
     /// How long to wait after the window for offered transactions to commit.
     pub drain: Duration,
-    /// `sync`: entries of the state to build.
+    /// `sync`: entries of the state to build; `serve`: accounts funded at
+    /// genesis, whose snapshot the clients fetch.
     pub entries: u64,
     /// `catchup`: blocks to sync.
     pub blocks: u64,
@@ -167,5 +177,6 @@ pub async fn run(cfg: &BenchConfig) -> Result<Report, BenchError> {
         Scenario::Idle | Scenario::Light | Scenario::Saturate => throughput::run(cfg).await,
         Scenario::Sync => sync::run_sync(cfg).await,
         Scenario::Catchup => sync::run_catchup(cfg).await,
+        Scenario::Serve => serve::run(cfg).await,
     }
 }

@@ -16,6 +16,8 @@ pub struct Interval {
     pub p99: f64,
     /// Mean.
     pub mean: f64,
+    /// Largest.
+    pub max: f64,
 }
 
 /// Rounds needed per height.
@@ -119,6 +121,16 @@ pub struct Report {
     /// `catchup`: blocks per second synced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catchup_blocks_per_s: Option<f64>,
+    /// `serve`: the block interval of the window without clients, before
+    /// the loaded one (`block_interval_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_block_interval_ms: Option<Interval>,
+    /// `serve`: blocks per second of that window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_blocks_per_s: Option<f64>,
+    /// `serve`: what the clients hammering the nodes got served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hammer: Option<super::hammer::HammerRates>,
     /// Notes on anything that went wrong or limits the figures.
     pub notes: Vec<String>,
 }
@@ -165,13 +177,26 @@ impl Report {
                 ),
             );
         }
+        if let (Some(b), Some(rate)) = (&self.idle_block_interval_ms, self.idle_blocks_per_s) {
+            row(
+                "idle block interval ms",
+                format!(
+                    "p50 {:.1}  p99 {:.1}  max {:.1}  mean {:.1}  ({rate:.1} blocks/s)",
+                    b.p50, b.p99, b.max, b.mean
+                ),
+            );
+        }
         if self.blocks > 0 {
             let b = &self.block_interval_ms;
             row(
-                "block interval ms",
+                if self.hammer.is_some() {
+                    "loaded block interval ms"
+                } else {
+                    "block interval ms"
+                },
                 format!(
-                    "p50 {:.1}  p99 {:.1}  mean {:.1}  ({} blocks, {:.1} blocks/s)",
-                    b.p50, b.p99, b.mean, self.blocks, self.blocks_per_s
+                    "p50 {:.1}  p99 {:.1}  max {:.1}  mean {:.1}  ({} blocks, {:.1} blocks/s)",
+                    b.p50, b.p99, b.max, b.mean, self.blocks, self.blocks_per_s
                 ),
             );
             row(
@@ -179,6 +204,20 @@ impl Report {
                 format!(
                     "mean {:.2}  max {}",
                     self.rounds_per_height.mean, self.rounds_per_height.max
+                ),
+            );
+        }
+        if let Some(h) = &self.hammer {
+            row(
+                "served under load",
+                format!(
+                    "{:.1} chunks/s ({:.1} MiB/s), {:.0} blocks/s streamed, {:.1} connections/s, {} refused, {} errors",
+                    h.chunks_per_s,
+                    h.chunk_mib_per_s,
+                    h.blocks_per_s,
+                    h.connections_per_s,
+                    h.refused,
+                    h.errors
                 ),
             );
         }

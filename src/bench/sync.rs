@@ -31,7 +31,7 @@ fn local_validators(cfg: &BenchConfig) -> Result<usize, BenchError> {
 }
 
 /// The newest snapshot height node `addr` offers.
-async fn newest_snapshot(addr: &str) -> Option<u64> {
+pub(super) async fn newest_snapshot(addr: &str) -> Option<u64> {
     let c = Client::connect(addr).await.ok()?;
     let mut s = pb::sync_service_client::SyncServiceClient::new(c.channel());
     let r = s.list_snapshots(pb::ListSnapshotsRequest {}).await.ok()?;

@@ -102,6 +102,15 @@ pub async fn setup(
             } else {
                 "minimal timeouts".to_string()
             } + &format!(", max_block_txs {}", s.consensus.max_block_txs);
+            // Every client of a local network is on 127.0.0.1: the load's own
+            // connections and streams, beside the observers', must fit the
+            // per-address limits.
+            let room = cfg.connections + 8;
+            let edit = move |i: usize, nodes: &[crate::testnet::NodeEntry], c: &mut NodeConfig| {
+                c.rpc.max_connections_per_address = c.rpc.max_connections_per_address.max(room);
+                c.rpc.max_streams_per_address = c.rpc.max_streams_per_address.max(room);
+                edit(i, nodes, c)
+            };
             let mut net = LocalNet::generate(&s, exe.clone(), *keep, edit)?;
             let idx: Vec<usize> = (0..*validators).collect();
             start_all(&mut net, idx.iter().copied())?;
@@ -441,6 +450,7 @@ pub fn summarize(r: &mut Report, w: &Window, duration: Duration, trackers: &[Tra
         } else {
             intervals.iter().sum::<f64>() / intervals.len() as f64
         },
+        max: intervals.last().copied().unwrap_or(0.0),
     };
     if !blocks.is_empty() {
         r.rounds_per_height = Rounds {

@@ -13,7 +13,8 @@ use consort::config::ConsensusConfig;
 pub struct BenchArgs {
     /// What to measure: idle (block interval), light (4,000 tx/s), saturate
     /// (highest rate), sync (state sync vs replay; --local only), catchup (block
-    /// sync of --blocks blocks; --local only).
+    /// sync of --blocks blocks; --local only), serve (block interval idle, then
+    /// while clients hammer snapshot chunks, block ranges and connections).
     #[arg(long, default_value = "light")]
     scenario: Scenario,
     /// Start a local network of N validators (child processes of this binary).
@@ -36,7 +37,9 @@ pub struct BenchArgs {
     /// Timed window in seconds.
     #[arg(long, default_value_t = 20.0)]
     duration: f64,
-    /// gRPC connections per node for submissions.
+    /// gRPC connections per node for submissions (a node takes 16 from one
+    /// address unless its rpc.max_connections_per_address says otherwise; a
+    /// local network is configured to take them).
     #[arg(long, default_value_t = 2)]
     connections: usize,
     /// Submit each transaction with its own Submit call instead of one
@@ -56,7 +59,8 @@ pub struct BenchArgs {
     /// Consensus timeouts of a local network: minimal or default.
     #[arg(long, default_value = "minimal")]
     timeouts: String,
-    /// sync: entries of the state to build.
+    /// sync: entries of the state to build; serve: accounts at genesis (the
+    /// snapshot the clients fetch).
     #[arg(long, default_value_t = 100_000)]
     entries: u64,
     /// catchup: blocks to sync.

@@ -84,6 +84,13 @@ pub struct RpcConfig {
     pub listen: String,
     /// Largest request accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Client connections open at once, over all clients; more are closed.
+    pub max_connections: usize,
+    /// Client connections open at once from one IP address; more are closed.
+    pub max_connections_per_address: usize,
+    /// Streaming calls (subscriptions, block ranges, submit streams) open at
+    /// once from one IP address; more are refused with RESOURCE_EXHAUSTED.
+    pub max_streams_per_address: usize,
 }
 
 impl Default for RpcConfig {
@@ -91,6 +98,9 @@ impl Default for RpcConfig {
         RpcConfig {
             listen: "0.0.0.0:26657".into(),
             max_request_bytes: 4 * 1024 * 1024,
+            max_connections: 256,
+            max_connections_per_address: 16,
+            max_streams_per_address: 32,
         }
     }
 }
@@ -409,6 +419,26 @@ impl NodeConfig {
                 "must be at least 1",
             ));
         }
+        for (field, v) in [
+            ("rpc.max_connections", self.rpc.max_connections),
+            (
+                "rpc.max_connections_per_address",
+                self.rpc.max_connections_per_address,
+            ),
+            (
+                "rpc.max_streams_per_address",
+                self.rpc.max_streams_per_address,
+            ),
+        ] {
+            // The connection limit is a semaphore's permit count.
+            if v == 0 || v > 1 << 20 {
+                return Err(ConfigError::invalid(
+                    path,
+                    field,
+                    "must be between 1 and 1048576",
+                ));
+            }
+        }
         if self.rpc.max_request_bytes < 1024 {
             return Err(ConfigError::invalid(
                 path,
@@ -543,6 +573,16 @@ gossip_interval_ms = {gossip}
 listen = {rpc_listen:?}
 # Largest gRPC request accepted, in bytes.
 max_request_bytes = {max_req}
+# Client connections open at once, over all clients; a connection beyond is
+# closed as soon as it is accepted, and logged with its address.
+max_connections = {max_conns}
+# Client connections open at once from one IP address, so that one client
+# cannot take the slots of all others; beyond, closed and logged likewise.
+# Clients behind one proxy or NAT share an address: raise it for them.
+max_connections_per_address = {max_conns_addr}
+# Streaming calls (block and result subscriptions, block ranges, submit
+# streams) open at once from one IP address; beyond, RESOURCE_EXHAUSTED.
+max_streams_per_address = {max_streams_addr}
 
 [metrics]
 # TCP address serving Prometheus metrics at /metrics; "" disables it.
@@ -619,6 +659,9 @@ format = {format:?}
             gossip = self.p2p.gossip_interval_ms,
             rpc_listen = self.rpc.listen,
             max_req = self.rpc.max_request_bytes,
+            max_conns = self.rpc.max_connections,
+            max_conns_addr = self.rpc.max_connections_per_address,
+            max_streams_addr = self.rpc.max_streams_per_address,
             metrics_listen = self.metrics.listen,
             tp = c.timeout_propose_ms,
             tpd = c.timeout_propose_delta_ms,
@@ -682,6 +725,10 @@ mod tests {
             ),
             ("[consensus]\nno_such_field = 1\n", "no_such_field"),
             ("[log]\nformat = \"xml\"\n", "log.format"),
+            (
+                "[rpc]\nmax_connections_per_address = 0\n",
+                "rpc.max_connections_per_address",
+            ),
         ];
         for (text, field) in cases {
             std::fs::write(&p, text).unwrap();

@@ -333,14 +333,17 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         sync: crate::rpc::SyncApi::new(store.clone()),
     };
     let mut rpc_shutdown = shutdown_rx.clone();
-    let rpc_task = tokio::spawn(crate::rpc::serve(
+    // On a runtime of its own: no client work runs on this runtime's threads,
+    // which run consensus.
+    let rpc_server = crate::rpc::spawn(
         grpc_listener,
         services,
-        cfg.rpc.max_request_bytes,
+        crate::rpc::Limits::from_config(&cfg.rpc),
         async move {
             let _ = rpc_shutdown.wait_for(|s| *s).await;
         },
-    ));
+    )
+    .map_err(|e| NodeError::Server(e.to_string()))?;
     let metrics_cell: Arc<std::sync::OnceLock<Network>> = Arc::new(std::sync::OnceLock::new());
     let mut metrics_addr = None;
     let mut metrics_task = None;
@@ -571,10 +574,8 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         }
         let _ = shutdown_for_task.send(true);
         net.shutdown().await;
-        match rpc_task.await {
-            Ok(Err(e)) => warn!(error = %e, "gRPC server error"),
-            Err(e) => warn!(error = %e, "gRPC task failed"),
-            Ok(Ok(())) => {}
+        if let Err(e) = rpc_server.wait().await {
+            warn!(error = %e, "gRPC server error");
         }
         if let Some(t) = metrics_task {
             t.abort();

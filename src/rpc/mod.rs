@@ -1,8 +1,15 @@
 //! The gRPC API (tonic): protobuf at this edge, domain types inside. Every
 //! service also answers the standard `grpc.health.v1` and reflection services.
+//!
+//! The server runs on a runtime of its own ([`spawn`]), its handlers read
+//! storage on that runtime's bounded blocking pool, and each client address
+//! is held to its share of connections and streams ([`Limits`]): whatever
+//! clients ask, the threads that run consensus do none of it.
 
+mod limits;
 mod node_service;
 mod query_service;
+mod stream;
 mod sync_service;
 mod tx_service;
 
@@ -10,8 +17,10 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 
+pub use limits::{AddressSlot, Limits, PerAddress, StreamSlots, limited_incoming};
 pub use node_service::{NodeApi, resolve_height, storage_status};
 pub use query_service::{QueryApi, proof_to_proto};
+pub use stream::{READ_AHEAD_BYTES, READ_AHEAD_ITEMS, blocking};
 pub use sync_service::{MAX_RANGE, SyncApi};
 pub use tx_service::{COMMIT_WAIT, TxApi, signed_header, submit_status};
 
@@ -64,8 +73,6 @@ pub struct Services {
     pub sync: SyncApi,
 }
 
-/// Client connections served at once; more are closed on accept (and logged).
-pub const MAX_CONNECTIONS: usize = 256;
 /// Requests one client connection may have in progress at once; more wait.
 pub const MAX_CONCURRENT_PER_CONNECTION: usize = 32;
 /// HTTP/2 streams one client connection may open at once (streaming
@@ -73,100 +80,29 @@ pub const MAX_CONCURRENT_PER_CONNECTION: usize = 32;
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 64;
 /// Largest response (a light block, a stream item, a snapshot chunk).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Async worker threads of the gRPC server's runtime.
+pub const WORKER_THREADS: usize = 2;
+/// Threads of the gRPC server's runtime that read storage (and admit client
+/// transactions) at once; more reads wait their turn. Bounded so that,
+/// however many requests are in flight, clients put at most this many
+/// reading threads on the CPU beside the node's.
+pub const BLOCKING_THREADS: usize = 4;
 
-/// A client connection holding one of the [`MAX_CONNECTIONS`] slots until it
-/// closes.
-struct Limited {
-    io: tokio::net::TcpStream,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl tonic::transport::server::Connected for Limited {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
-    }
-}
-
-impl tokio::io::AsyncRead for Limited {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Limited {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// Accepted connections, at most `max` open at once: a connection beyond is
-/// closed at once, so that a client opening connections in a loop cannot make
-/// the node hold unboundedly many.
-fn limited_incoming(
-    listener: TcpListener,
-    max: usize,
-) -> impl futures::Stream<Item = std::io::Result<Limited>> {
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max));
-    futures::stream::unfold((listener, slots), move |(listener, slots)| async move {
-        loop {
-            let (io, addr) = match listener.accept().await {
-                Ok(c) => c,
-                // A failed accept (out of descriptors, a reset connection) is
-                // not the end of the server.
-                Err(e) => {
-                    tracing::warn!(error = %e, "gRPC accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            match slots.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    let _ = io.set_nodelay(true);
-                    return Some((Ok(Limited { io, _slot: slot }), (listener, slots)));
-                }
-                Err(_) => {
-                    tracing::warn!(client = %addr, max, "too many gRPC connections; closing this one");
-                    drop(io);
-                }
-            }
-        }
-    })
-}
-
-/// Serves the API on `listener` until `shutdown` completes. Every client is
-/// bounded: [`MAX_CONNECTIONS`] connections, [`MAX_CONCURRENT_PER_CONNECTION`]
-/// requests in progress and [`MAX_STREAMS_PER_CONNECTION`] streams per
-/// connection, requests of `max_request_bytes`.
+/// Serves the API on `listener` until `shutdown` completes, on the runtime it
+/// is called on. Every client is bounded by `limits` (connections, over all
+/// and per address; streaming calls per address; request size) and by
+/// [`MAX_CONCURRENT_PER_CONNECTION`] requests in progress and
+/// [`MAX_STREAMS_PER_CONNECTION`] HTTP/2 streams per connection.
 pub async fn serve(
     listener: TcpListener,
-    services: Services,
-    max_request_bytes: usize,
+    mut services: Services,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let streams = StreamSlots::new(limits.max_streams_per_address);
+    services.tx = services.tx.with_stream_slots(streams.clone());
+    services.sync = services.sync.with_stream_slots(streams);
+    let max_request_bytes = limits.max_request_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::node_service_server::NodeServiceServer<NodeApi>>()
@@ -216,39 +152,87 @@ pub async fn serve(
         }
     };
     router
-        .serve_with_incoming_shutdown(limited_incoming(listener, MAX_CONNECTIONS), shutdown)
+        .serve_with_incoming_shutdown(limited_incoming(listener, limits), shutdown)
         .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::StreamExt as _;
-    use tokio::io::AsyncReadExt as _;
+/// Why the gRPC server stopped other than by its shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Its runtime could not be built.
+    #[error("cannot start the gRPC runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The listener could not be moved to its runtime.
+    #[error("cannot take over the gRPC listener: {0}")]
+    Listener(#[source] std::io::Error),
+    /// The server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[source] tonic::transport::Error),
+    /// Its thread ended without an answer (it panicked).
+    #[error("the gRPC server thread ended without an answer")]
+    Gone,
+}
 
-    #[tokio::test]
-    async fn connections_beyond_the_limit_are_closed() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut incoming = Box::pin(limited_incoming(listener, 1));
-        let _first = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let held = incoming.next().await.unwrap().unwrap();
-        // The second is accepted and closed while the first holds the slot.
-        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let accept_more = tokio::spawn(async move {
-            let next = incoming.next().await;
-            (next.map(|r| r.is_ok()), incoming)
-        });
-        let mut buf = [0u8; 1];
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), second.read(&mut buf))
-            .await
-            .expect("the second connection was not closed")
-            .unwrap_or(0);
-        assert_eq!(n, 0);
-        // Once the first closes, a new connection is served.
-        drop(held);
-        let _third = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (got, _incoming) = accept_more.await.unwrap();
-        assert_eq!(got, Some(true));
+/// A gRPC server running on a thread and runtime of its own.
+pub struct Server {
+    done: tokio::sync::oneshot::Receiver<Result<(), ServeError>>,
+}
+
+impl Server {
+    /// Waits until the server has stopped.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        self.done.await.unwrap_or(Err(ServeError::Gone))
     }
+}
+
+/// Serves the API on `listener`, as [`serve`] does, on a runtime of its own
+/// ([`WORKER_THREADS`] async workers, [`BLOCKING_THREADS`] for storage reads)
+/// so that no client work (HTTP/2, encoding MiB answers, storage reads,
+/// admitting transactions, or a flood of connections) runs on the threads of
+/// the runtime that runs consensus, and clients put a bounded number of
+/// threads on the CPU beside them. The listener is taken over by that
+/// runtime.
+pub fn spawn(
+    listener: TcpListener,
+    services: Services,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Server, ServeError> {
+    let listener = listener.into_std().map_err(ServeError::Listener)?;
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("grpc-server".into())
+        .spawn(move || {
+            // Built here, not on the caller's runtime, where dropping it
+            // (were this thread not to start) would not be allowed.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(WORKER_THREADS)
+                .max_blocking_threads(BLOCKING_THREADS)
+                .thread_name("grpc")
+                .enable_all()
+                .build();
+            let runtime = match runtime {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the gRPC runtime");
+                    let _ = done_tx.send(Err(ServeError::Runtime(e)));
+                    return;
+                }
+            };
+            let r = runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).map_err(ServeError::Listener)?;
+                serve(listener, services, limits, shutdown)
+                    .await
+                    .map_err(ServeError::Transport)
+            });
+            if let Err(e) = &r {
+                tracing::error!(error = %e, "the gRPC server stopped");
+            }
+            // Streams that wait for future blocks end with the runtime; a
+            // storage read in progress is not waited for past a second.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            let _ = done_tx.send(r);
+        })
+        .map_err(ServeError::Runtime)?;
+    Ok(Server { done })
 }

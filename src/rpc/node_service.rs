@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
+use super::stream::blocking;
 use crate::codec::Wire;
 use crate::node::{NodeStatus, Store};
 use crate::pb;
@@ -120,38 +121,29 @@ impl NodeService for NodeApi {
         &self,
         req: Request<pb::GetBlockRequest>,
     ) -> Result<Response<pb::GetBlockResponse>, Status> {
-        let h = self.resolve_height(req.into_inner().height)?;
-        let block = self
-            .store
-            .block(h)
-            .map_err(storage_status)?
-            .ok_or_else(|| Status::unavailable(format!("block {h} is not stored")))?;
-        Ok(Response::new(pb::GetBlockResponse {
-            block_id: block.id().as_bytes().to_vec().into(),
-            block: Some(block.to_proto()),
-        }))
+        let me = self.clone();
+        let height = req.into_inner().height;
+        blocking(move || me.block(height)).await.map(Response::new)
     }
 
     async fn get_commit(
         &self,
         req: Request<pb::GetCommitRequest>,
     ) -> Result<Response<pb::GetCommitResponse>, Status> {
-        let h = self.resolve_height(req.into_inner().height)?;
-        let commit = self
-            .store
-            .commit(h)
-            .map_err(storage_status)?
-            .ok_or_else(|| Status::unavailable(format!("commit {h} is not stored")))?;
-        Ok(Response::new(pb::GetCommitResponse {
-            commit: Some(commit.to_proto()),
-        }))
+        let me = self.clone();
+        let height = req.into_inner().height;
+        blocking(move || me.commit(height)).await.map(Response::new)
     }
 
     async fn list_evidence(
         &self,
         req: Request<pb::ListEvidenceRequest>,
     ) -> Result<Response<pb::ListEvidenceResponse>, Status> {
-        self.list_evidence_of(req.get_ref()).map(Response::new)
+        let me = self.clone();
+        let req = req.into_inner();
+        blocking(move || me.list_evidence_of(&req))
+            .await
+            .map(Response::new)
     }
 
     async fn get_validators(
@@ -171,7 +163,34 @@ impl NodeService for NodeApi {
 }
 
 impl NodeApi {
-    /// The answer to `ListEvidence`.
+    /// The answer to `GetBlock` (reads storage).
+    fn block(&self, height: u64) -> Result<pb::GetBlockResponse, Status> {
+        let h = self.resolve_height(height)?;
+        let block = self
+            .store
+            .block(h)
+            .map_err(storage_status)?
+            .ok_or_else(|| Status::unavailable(format!("block {h} is not stored")))?;
+        Ok(pb::GetBlockResponse {
+            block_id: block.id().as_bytes().to_vec().into(),
+            block: Some(block.to_proto()),
+        })
+    }
+
+    /// The answer to `GetCommit` (reads storage).
+    fn commit(&self, height: u64) -> Result<pb::GetCommitResponse, Status> {
+        let h = self.resolve_height(height)?;
+        let commit = self
+            .store
+            .commit(h)
+            .map_err(storage_status)?
+            .ok_or_else(|| Status::unavailable(format!("commit {h} is not stored")))?;
+        Ok(pb::GetCommitResponse {
+            commit: Some(commit.to_proto()),
+        })
+    }
+
+    /// The answer to `ListEvidence` (reads storage).
     fn list_evidence_of(
         &self,
         req: &pb::ListEvidenceRequest,

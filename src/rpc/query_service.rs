@@ -6,6 +6,7 @@ use bytes::Bytes;
 use tonic::{Request, Response, Status};
 
 use super::Ready;
+use super::stream::blocking;
 use super::tx_service::signed_header;
 use crate::app::ledger::{Account, account_key, record_key};
 use crate::app::state::{StateProof, Terminal};
@@ -15,6 +16,7 @@ use crate::pb;
 use crate::pb::query_service_server::QueryService;
 use crate::types::PublicKey;
 
+#[derive(Clone)]
 struct Inner {
     app: Arc<dyn Application>,
     store: Arc<dyn Store>,
@@ -45,8 +47,17 @@ impl QueryApi {
         self.inner.set(Inner { app, store });
     }
 
+    /// The value at `key` with its proof and the signed header of its
+    /// height, read on the blocking pool.
+    async fn query(&self, key: Vec<u8>) -> Result<(QueryResult, pb::SignedHeader), Status> {
+        let i = self.inner.get()?.clone();
+        blocking(move || i.query(&key)).await
+    }
+}
+
+impl Inner {
     fn query(&self, key: &[u8]) -> Result<(QueryResult, pb::SignedHeader), Status> {
-        let i = self.inner.get()?;
+        let i = self;
         let q = i.app.query(key).map_err(|e| match e {
             AppError::Internal(m) => Status::internal(m),
             other => Status::failed_precondition(other.to_string()),
@@ -90,7 +101,7 @@ impl QueryService for QueryApi {
         req: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
         let owner = key_arg("address", &req.into_inner().address)?;
-        let (q, header) = self.query(&account_key(&owner))?;
+        let (q, header) = self.query(account_key(&owner)).await?;
         let acc = match &q.value {
             Some(v) => {
                 Some(Account::decode(v).ok_or_else(|| Status::internal("corrupt account entry"))?)
@@ -118,7 +129,7 @@ impl QueryService for QueryApi {
                 crate::app::ledger::MAX_NAME_BYTES
             )));
         }
-        let (q, header) = self.query(&record_key(&owner, &req.name))?;
+        let (q, header) = self.query(record_key(&owner, &req.name)).await?;
         Ok(Response::new(pb::GetRecordResponse {
             found: q.value.is_some(),
             value: q.value.map(Bytes::from).unwrap_or_default(),

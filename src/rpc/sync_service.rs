@@ -2,16 +2,13 @@
 //! catch up.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use futures::Stream;
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{resolve_height, storage_status};
+use super::stream::{ReadAhead, blocking, read_ahead};
+use super::{StreamSlots, resolve_height, storage_status};
 use crate::codec::Wire;
 use crate::node::Store;
 use crate::pb;
@@ -31,7 +28,13 @@ pub struct SyncApi {
     /// decoding and hashing a manifest (tens of thousands of bucket roots)
     /// took tens of milliseconds a snapshot and a request.
     listed: Arc<Mutex<HashMap<u64, pb::SnapshotInfo>>>,
+    streams: StreamSlots,
 }
+
+/// Blocks a range stream reads in one trip to the blocking pool, at most.
+const RANGE_BATCH: u64 = 64;
+/// Bytes of blocks a range stream reads in one trip, at most (plus a block).
+const RANGE_BATCH_BYTES: usize = 1024 * 1024;
 
 impl SyncApi {
     /// A service over `store`.
@@ -40,7 +43,13 @@ impl SyncApi {
             store,
             faults: crate::faults::Faults::from_env(),
             listed: Arc::default(),
+            streams: StreamSlots::default(),
         }
+    }
+
+    /// The service with block-range streams counted against `streams`.
+    pub fn with_stream_slots(self, streams: StreamSlots) -> SyncApi {
+        SyncApi { streams, ..self }
     }
 
     fn manifest(&self, height: u64) -> Result<pb::SnapshotManifest, Status> {
@@ -54,14 +63,9 @@ impl SyncApi {
     }
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-#[tonic::async_trait]
-impl SyncService for SyncApi {
-    async fn list_snapshots(
-        &self,
-        _req: Request<pb::ListSnapshotsRequest>,
-    ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
+impl SyncApi {
+    /// The answer to `ListSnapshots` (reads storage).
+    fn snapshots(&self) -> Result<pb::ListSnapshotsResponse, Status> {
         let mut heights = self.store.snapshot_heights().map_err(storage_status)?;
         heights.reverse();
         let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
@@ -87,22 +91,12 @@ impl SyncService for SyncApi {
             listed.insert(h.0, info.clone());
             snapshots.push(info);
         }
-        Ok(Response::new(pb::ListSnapshotsResponse { snapshots }))
+        Ok(pb::ListSnapshotsResponse { snapshots })
     }
 
-    async fn get_manifest(
-        &self,
-        req: Request<pb::GetManifestRequest>,
-    ) -> Result<Response<pb::SnapshotManifest>, Status> {
-        Ok(Response::new(self.manifest(req.into_inner().height)?))
-    }
-
-    async fn get_chunk(
-        &self,
-        req: Request<pb::GetChunkRequest>,
-    ) -> Result<Response<pb::GetChunkResponse>, Status> {
-        let r = req.into_inner();
-        let chunk = self
+    /// The answer to `GetChunk` (reads storage).
+    fn chunk(&self, r: pb::GetChunkRequest) -> Result<pb::GetChunkResponse, Status> {
+        let mut chunk = self
             .store
             .snapshot_chunk(Height(r.height), r.index)
             .map_err(storage_status)?
@@ -112,22 +106,19 @@ impl SyncService for SyncApi {
                     r.index, r.height
                 ))
             })?;
-        let mut chunk = chunk;
         if self.faults.serve_corrupt_chunks && !chunk.is_empty() {
             // Test misbehaviour: a flipped byte.
             let i = chunk.len() / 2;
             chunk[i] ^= 0x55;
         }
-        Ok(Response::new(pb::GetChunkResponse {
+        Ok(pb::GetChunkResponse {
             chunk: chunk.into(),
-        }))
+        })
     }
 
-    async fn get_light_block(
-        &self,
-        req: Request<pb::GetLightBlockRequest>,
-    ) -> Result<Response<pb::LightBlock>, Status> {
-        let h = resolve_height(self.store.as_ref(), req.into_inner().height)?;
+    /// The answer to `GetLightBlock` (reads storage).
+    fn light_block(&self, height: u64) -> Result<pb::LightBlock, Status> {
+        let h = resolve_height(self.store.as_ref(), height)?;
         let block = self
             .store
             .block(h)
@@ -143,19 +134,15 @@ impl SyncService for SyncApi {
             // Test misbehaviour: a header the commit does not sign.
             header.app_hash = crate::types::Hash::digest(b"forged state root");
         }
-        Ok(Response::new(pb::LightBlock {
+        Ok(pb::LightBlock {
             header: Some(header.to_proto()),
             commit: Some(commit.to_proto()),
-        }))
+        })
     }
 
-    type StreamBlockRangeStream = BoxStream<pb::BlockWithCommit>;
-
-    async fn stream_block_range(
-        &self,
-        req: Request<pb::StreamBlockRangeRequest>,
-    ) -> Result<Response<Self::StreamBlockRangeStream>, Status> {
-        let r = req.into_inner();
+    /// The range `from..=to` of a `StreamBlockRange` request, checked against
+    /// what is stored (reads storage).
+    fn range(&self, r: &pb::StreamBlockRangeRequest) -> Result<(Height, Height), Status> {
         let from = resolve_height(self.store.as_ref(), r.from_height.max(1))?;
         let latest = self.store.latest_height();
         let to = if r.to_height == 0 {
@@ -173,24 +160,111 @@ impl SyncService for SyncApi {
                 "at most {MAX_RANGE} blocks per request"
             )));
         }
+        Ok((from, to))
+    }
+}
+
+/// Blocks with their commits from `from` up to `to`, stopping after
+/// [`RANGE_BATCH`] blocks or [`RANGE_BATCH_BYTES`]; each with its encoded size.
+/// An error ends the batch (and the stream).
+fn read_range(
+    store: &dyn Store,
+    from: u64,
+    to: u64,
+) -> Vec<(Result<pb::BlockWithCommit, Status>, usize)> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    let mut h = from;
+    while h <= to && (out.len() as u64) < RANGE_BATCH && bytes < RANGE_BATCH_BYTES {
+        let item = match (store.block(Height(h)), store.commit(Height(h))) {
+            (Ok(Some(b)), Ok(Some(c))) => Ok(pb::BlockWithCommit {
+                block: Some(b.to_proto()),
+                commit: Some(c.to_proto()),
+            }),
+            (Err(e), _) | (_, Err(e)) => Err(storage_status(e)),
+            _ => Err(Status::unavailable(format!("block {h} is pruned"))),
+        };
+        let size = item.as_ref().map_or(0, Message::encoded_len);
+        let stop = item.is_err();
+        bytes += size;
+        out.push((item, size));
+        if stop {
+            break;
+        }
+        h += 1;
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl SyncService for SyncApi {
+    async fn list_snapshots(
+        &self,
+        _req: Request<pb::ListSnapshotsRequest>,
+    ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
+        let me = self.clone();
+        blocking(move || me.snapshots()).await.map(Response::new)
+    }
+
+    async fn get_manifest(
+        &self,
+        req: Request<pb::GetManifestRequest>,
+    ) -> Result<Response<pb::SnapshotManifest>, Status> {
+        let me = self.clone();
+        let height = req.into_inner().height;
+        blocking(move || me.manifest(height))
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_chunk(
+        &self,
+        req: Request<pb::GetChunkRequest>,
+    ) -> Result<Response<pb::GetChunkResponse>, Status> {
+        let me = self.clone();
+        let r = req.into_inner();
+        blocking(move || me.chunk(r)).await.map(Response::new)
+    }
+
+    async fn get_light_block(
+        &self,
+        req: Request<pb::GetLightBlockRequest>,
+    ) -> Result<Response<pb::LightBlock>, Status> {
+        let me = self.clone();
+        let height = req.into_inner().height;
+        blocking(move || me.light_block(height))
+            .await
+            .map(Response::new)
+    }
+
+    type StreamBlockRangeStream = ReadAhead<pb::BlockWithCommit>;
+
+    async fn stream_block_range(
+        &self,
+        req: Request<pb::StreamBlockRangeRequest>,
+    ) -> Result<Response<Self::StreamBlockRangeStream>, Status> {
+        let slot = self.streams.acquire(req.remote_addr())?;
+        let r = req.into_inner();
+        let me = self.clone();
+        let (from, to) = blocking(move || me.range(&r)).await?;
         let store = self.store.clone();
-        let (tx, rx) = mpsc::channel(32);
+        let (ahead, stream) = read_ahead(slot);
         tokio::spawn(async move {
-            for h in from.0..=to.0 {
-                let item = match (store.block(Height(h)), store.commit(Height(h))) {
-                    (Ok(Some(b)), Ok(Some(c))) => Ok(pb::BlockWithCommit {
-                        block: Some(b.to_proto()),
-                        commit: Some(c.to_proto()),
-                    }),
-                    (Err(e), _) | (_, Err(e)) => Err(storage_status(e)),
-                    _ => Err(Status::unavailable(format!("block {h} is pruned"))),
-                };
-                let stop = item.is_err();
-                if tx.send(item).await.is_err() || stop {
-                    return;
+            let mut next = from.0;
+            while next <= to.0 {
+                let s = store.clone();
+                let from = next;
+                let batch = blocking(move || Ok(read_range(s.as_ref(), from, to.0))).await;
+                let batch = batch.unwrap_or_else(|e| vec![(Err(e), 0)]);
+                for (item, size) in batch {
+                    let stop = item.is_err();
+                    if !ahead.send(item, size).await || stop {
+                        return;
+                    }
+                    next += 1;
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(stream))
     }
 }

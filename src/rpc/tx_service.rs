@@ -1,17 +1,16 @@
 //! The transaction service: submit, look up, and follow committed blocks and
 //! transaction results.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Ready, resolve_height, storage_status};
+use super::stream::{ReadAhead, Slotted, blocking, read_ahead};
+use super::{Ready, StreamSlots, resolve_height, storage_status};
 use crate::app::{RejectCode, TxResult};
 use crate::codec::{Wire, decode_outcome, decode_tx};
 use crate::mempool::MempoolError;
@@ -24,8 +23,12 @@ use crate::types::{Block, Hash, Height, merkle};
 
 /// How long Submit in COMMITTED mode waits before answering DEADLINE_EXCEEDED.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(60);
-/// Blocks buffered per stream before the stream waits for its client.
+/// Answers buffered per submit stream before it waits for its client.
 const STREAM_BUFFER: usize = 64;
+/// Blocks a block or result stream reads in one trip to the blocking pool.
+const READ_BATCH: u64 = 64;
+/// Bytes of blocks such a stream reads in one trip, at most (plus a block).
+const READ_BATCH_BYTES: usize = 1024 * 1024;
 
 struct Inner {
     pool: Arc<TxPool>,
@@ -36,6 +39,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct TxApi {
     inner: Ready<Inner>,
+    streams: StreamSlots,
 }
 
 impl Default for TxApi {
@@ -49,7 +53,13 @@ impl TxApi {
     pub fn new() -> TxApi {
         TxApi {
             inner: Ready::new(),
+            streams: StreamSlots::default(),
         }
+    }
+
+    /// The service with its streaming calls counted against `streams`.
+    pub fn with_stream_slots(self, streams: StreamSlots) -> TxApi {
+        TxApi { streams, ..self }
     }
 
     /// Makes the service answer from a node's pool and store.
@@ -142,8 +152,6 @@ pub fn signed_header(store: &dyn Store, h: Height) -> Result<pb::SignedHeader, S
     })
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
 #[tonic::async_trait]
 impl TxService for TxApi {
     async fn submit(
@@ -210,13 +218,14 @@ impl TxService for TxApi {
         Ok(Response::new(resp))
     }
 
-    type SubmitStreamStream = BoxStream<pb::SubmitStreamResponse>;
+    type SubmitStreamStream = Slotted<ReceiverStream<Result<pb::SubmitStreamResponse, Status>>>;
 
     async fn submit_stream(
         &self,
         req: Request<tonic::Streaming<pb::SubmitStreamRequest>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
         let pool = self.inner.get()?.pool.clone();
+        let slot = self.streams.acquire(req.remote_addr())?;
         let mut input = req.into_inner();
         let (queued_tx, mut queued_rx) = mpsc::channel::<Queued>(SUBMIT_WINDOW);
         let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
@@ -266,95 +275,70 @@ impl TxService for TxApi {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        Ok(Response::new(Slotted::new(
+            ReceiverStream::new(out_rx),
+            slot,
+        )))
     }
 
     async fn get_tx(
         &self,
         req: Request<pb::GetTxRequest>,
     ) -> Result<Response<pb::GetTxResponse>, Status> {
-        let i = self.inner.get()?;
+        let store = self.inner.get()?.store.clone();
         let hash = hash_arg("hash", &req.into_inner().hash)?;
-        let (h, index) = i
-            .store
-            .locate_tx(&hash)
-            .map_err(storage_status)?
-            .ok_or_else(|| Status::not_found(format!("transaction {hash} is not committed")))?;
-        let (block, _, results) = stored_with_results(i.store.as_ref(), h)?
-            .ok_or_else(|| Status::unavailable(format!("block {h} is pruned on this node")))?;
-        let pos = index as usize;
-        let tx = block
-            .txs
-            .get(pos)
-            .cloned()
-            .ok_or_else(|| Status::internal("transaction index out of range"))?;
-        let leaves: Vec<Hash> = block.txs.iter().map(|t| merkle::leaf_hash(t)).collect();
-        let proof = merkle::MerkleProof::build(&leaves, pos)
-            .ok_or_else(|| Status::internal("cannot build the inclusion proof"))?;
-        Ok(Response::new(pb::GetTxResponse {
-            tx,
-            height: h.0,
-            index,
-            result: results.get(pos).map(Wire::to_proto),
-            proof: Some(pb::MerkleProof {
-                index: proof.index,
-                total: proof.total,
-                siblings: proof
-                    .siblings
-                    .iter()
-                    .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-                    .collect(),
-            }),
-            header: Some(signed_header(i.store.as_ref(), h)?),
-        }))
+        blocking(move || tx_with_proof(store.as_ref(), &hash))
+            .await
+            .map(Response::new)
     }
 
-    type StreamBlocksStream = BoxStream<pb::StreamBlocksResponse>;
+    type StreamBlocksStream = ReadAhead<pb::StreamBlocksResponse>;
 
     async fn stream_blocks(
         &self,
         req: Request<pb::StreamBlocksRequest>,
     ) -> Result<Response<Self::StreamBlocksStream>, Status> {
         let i = self.inner.get()?;
+        let slot = self.streams.acquire(req.remote_addr())?;
         let from = req.into_inner().from_height;
         let start = start_height(i.store.as_ref(), from)?;
         let store = i.store.clone();
         let mut heights = i.pool.notifier().heights();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (ahead, stream) = read_ahead(slot);
         tokio::spawn(async move {
             let mut next = start;
             loop {
                 let latest = *heights.borrow_and_update();
                 while next <= latest {
-                    let item = match stored_with_results(store.as_ref(), next) {
-                        Ok(Some((block, commit, results))) => Ok(pb::StreamBlocksResponse {
-                            block: Some(block.to_proto()),
-                            commit: Some(commit.to_proto()),
-                            results: results.iter().map(Wire::to_proto).collect(),
-                        }),
-                        Ok(None) => Err(Status::unavailable(format!("block {next} is pruned"))),
-                        Err(e) => Err(e),
-                    };
-                    let stop = item.is_err();
-                    if tx.send(item).await.is_err() || stop {
-                        return;
+                    let s = store.clone();
+                    let from = next;
+                    let batch = blocking(move || Ok(read_blocks(s.as_ref(), from, latest)))
+                        .await
+                        .unwrap_or_else(|e| vec![(Err(e), 0)]);
+                    for (item, size) in batch {
+                        let stop = item.is_err();
+                        if !ahead.send(item, size).await || stop {
+                            return;
+                        }
+                        next = next.next();
                     }
-                    next = next.next();
                 }
-                if heights.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    r = heights.changed() => if r.is_err() { return },
+                    _ = ahead.closed() => return,
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(stream))
     }
 
-    type StreamTxResultsStream = BoxStream<pb::TxResultEvent>;
+    type StreamTxResultsStream = ReadAhead<pb::TxResultEvent>;
 
     async fn stream_tx_results(
         &self,
         req: Request<pb::StreamTxResultsRequest>,
     ) -> Result<Response<Self::StreamTxResultsStream>, Status> {
+        let slot = self.streams.acquire(req.remote_addr())?;
         let req = req.into_inner();
         let filter = if req.sender.is_empty() {
             None
@@ -368,52 +352,162 @@ impl TxService for TxApi {
         let start = start_height(i.store.as_ref(), req.from_height)?;
         let store = i.store.clone();
         let mut heights = i.pool.notifier().heights();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER * 16);
+        let (ahead, stream) = read_ahead(slot);
         tokio::spawn(async move {
             let mut next = start;
             loop {
                 let latest = *heights.borrow_and_update();
                 while next <= latest {
-                    let (block, _, results) = match stored_with_results(store.as_ref(), next) {
-                        Ok(Some(x)) => x,
-                        Ok(None) => {
-                            let _ = tx
-                                .send(Err(Status::unavailable(format!("block {next} is pruned"))))
-                                .await;
-                            return;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                    };
-                    for (i, (t, r)) in block.txs.iter().zip(&results).enumerate() {
-                        let sender = decode_tx(t).ok().map(|x| x.sender);
-                        if filter.is_some() && sender != filter {
-                            continue;
-                        }
-                        let ev = pb::TxResultEvent {
-                            hash: Bytes::copy_from_slice(Hash::digest(t).as_bytes()),
-                            height: next.0,
-                            index: i as u32,
-                            sender: sender
-                                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-                                .unwrap_or_default(),
-                            result: Some(r.to_proto()),
+                    let s = store.clone();
+                    let from = next;
+                    let batch =
+                        blocking(move || Ok(read_results(s.as_ref(), from, latest, filter)))
+                            .await
+                            .unwrap_or_else(|e| vec![Err(e)]);
+                    for block in batch {
+                        let events = match block {
+                            Ok(events) => events,
+                            Err(e) => {
+                                ahead.send(Err(e), 0).await;
+                                return;
+                            }
                         };
-                        if tx.send(Ok(ev)).await.is_err() {
-                            return;
+                        for (ev, size) in events {
+                            if !ahead.send(Ok(ev), size).await {
+                                return;
+                            }
                         }
+                        next = next.next();
                     }
-                    next = next.next();
                 }
-                if heights.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    r = heights.changed() => if r.is_err() { return },
+                    _ = ahead.closed() => return,
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(stream))
     }
+}
+
+/// A committed transaction with its inclusion proof and signed header (reads
+/// storage).
+fn tx_with_proof(store: &dyn Store, hash: &Hash) -> Result<pb::GetTxResponse, Status> {
+    let (h, index) = store
+        .locate_tx(hash)
+        .map_err(storage_status)?
+        .ok_or_else(|| Status::not_found(format!("transaction {hash} is not committed")))?;
+    let (block, _, results) = stored_with_results(store, h)?
+        .ok_or_else(|| Status::unavailable(format!("block {h} is pruned on this node")))?;
+    let pos = index as usize;
+    let tx = block
+        .txs
+        .get(pos)
+        .cloned()
+        .ok_or_else(|| Status::internal("transaction index out of range"))?;
+    let leaves: Vec<Hash> = block.txs.iter().map(|t| merkle::leaf_hash(t)).collect();
+    let proof = merkle::MerkleProof::build(&leaves, pos)
+        .ok_or_else(|| Status::internal("cannot build the inclusion proof"))?;
+    Ok(pb::GetTxResponse {
+        tx,
+        height: h.0,
+        index,
+        result: results.get(pos).map(Wire::to_proto),
+        proof: Some(pb::MerkleProof {
+            index: proof.index,
+            total: proof.total,
+            siblings: proof
+                .siblings
+                .iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect(),
+        }),
+        header: Some(signed_header(store, h)?),
+    })
+}
+
+/// Stored blocks from `from` up to `to` with their commits and results, at
+/// most [`READ_BATCH`] of them or [`READ_BATCH_BYTES`]; each with its encoded
+/// size. An error ends the batch (and the stream).
+fn read_blocks(
+    store: &dyn Store,
+    from: Height,
+    to: Height,
+) -> Vec<(Result<pb::StreamBlocksResponse, Status>, usize)> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    let mut h = from;
+    while h <= to && (out.len() as u64) < READ_BATCH && bytes < READ_BATCH_BYTES {
+        let item = match stored_with_results(store, h) {
+            Ok(Some((block, commit, results))) => Ok(pb::StreamBlocksResponse {
+                block: Some(block.to_proto()),
+                commit: Some(commit.to_proto()),
+                results: results.iter().map(Wire::to_proto).collect(),
+            }),
+            Ok(None) => Err(Status::unavailable(format!("block {h} is pruned"))),
+            Err(e) => Err(e),
+        };
+        let size = item.as_ref().map_or(0, prost::Message::encoded_len);
+        let stop = item.is_err();
+        bytes += size;
+        out.push((item, size));
+        if stop {
+            break;
+        }
+        h = h.next();
+    }
+    out
+}
+
+/// The transaction results of stored blocks from `from` up to `to` (of
+/// `sender` only, if given), block by block, within the same bounds as
+/// [`read_blocks`]. An error ends the batch (and the stream).
+#[allow(clippy::type_complexity)]
+fn read_results(
+    store: &dyn Store,
+    from: Height,
+    to: Height,
+    sender: Option<crate::types::PublicKey>,
+) -> Vec<Result<Vec<(pb::TxResultEvent, usize)>, Status>> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    let mut h = from;
+    while h <= to && (out.len() as u64) < READ_BATCH && bytes < READ_BATCH_BYTES {
+        let (block, _, results) = match stored_with_results(store, h) {
+            Ok(Some(x)) => x,
+            Ok(None) => {
+                out.push(Err(Status::unavailable(format!("block {h} is pruned"))));
+                break;
+            }
+            Err(e) => {
+                out.push(Err(e));
+                break;
+            }
+        };
+        let mut events = Vec::new();
+        for (i, (t, r)) in block.txs.iter().zip(&results).enumerate() {
+            let from = decode_tx(t).ok().map(|x| x.sender);
+            if sender.is_some() && from != sender {
+                continue;
+            }
+            let ev = pb::TxResultEvent {
+                hash: Bytes::copy_from_slice(Hash::digest(t).as_bytes()),
+                height: h.0,
+                index: i as u32,
+                sender: from
+                    .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                    .unwrap_or_default(),
+                result: Some(r.to_proto()),
+            };
+            let size = prost::Message::encoded_len(&ev);
+            events.push((ev, size));
+        }
+        // What was read counts, whether or not its results are sent.
+        bytes += block.txs.iter().map(|t| t.len()).sum::<usize>();
+        out.push(Ok(events));
+        h = h.next();
+    }
+    out
 }
 
 /// Where a stream starts: `from` (checked against what is stored), or the next
