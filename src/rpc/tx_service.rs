@@ -285,9 +285,13 @@ impl TxService for TxApi {
         &self,
         req: Request<pb::GetTxRequest>,
     ) -> Result<Response<pb::GetTxResponse>, Status> {
-        let store = self.inner.get()?.store.clone();
+        let i = self.inner.get()?;
+        let store = i.store.clone();
+        // A block appended in block sync is readable before its fsync; it is
+        // reported only once durable (the notifier's height follows the fsync).
+        let durable = *i.pool.notifier().heights().borrow();
         let hash = hash_arg("hash", &req.into_inner().hash)?;
-        blocking(move || tx_with_proof(store.as_ref(), &hash))
+        blocking(move || tx_with_proof(store.as_ref(), &hash, durable))
             .await
             .map(Response::new)
     }
@@ -392,11 +396,19 @@ impl TxService for TxApi {
 
 /// A committed transaction with its inclusion proof and signed header (reads
 /// storage).
-fn tx_with_proof(store: &dyn Store, hash: &Hash) -> Result<pb::GetTxResponse, Status> {
+fn tx_with_proof(
+    store: &dyn Store,
+    hash: &Hash,
+    durable: Height,
+) -> Result<pb::GetTxResponse, Status> {
+    let not_committed = || Status::not_found(format!("transaction {hash} is not committed"));
     let (h, index) = store
         .locate_tx(hash)
         .map_err(storage_status)?
-        .ok_or_else(|| Status::not_found(format!("transaction {hash} is not committed")))?;
+        .ok_or_else(not_committed)?;
+    if h > durable {
+        return Err(not_committed());
+    }
     let (block, _, results) = stored_with_results(store, h)?
         .ok_or_else(|| Status::unavailable(format!("block {h} is pruned on this node")))?;
     let pos = index as usize;
