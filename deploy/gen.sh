@@ -23,7 +23,7 @@ rm -rf "$out"
   --out "$out" --base-port 26656 --chain-id consort-compose \
   --names org1,org2,org3,org4,joiner \
   --hosts org1,org2,org3,org4,joiner \
-  --fast >/dev/null
+  --fast --insecure >/dev/null
 
 # Short timeouts (--fast) and a 100 ms pause between heights: a few blocks a
 # second. A snapshot every 100 blocks, in 1 MiB chunks, gives the joiner

@@ -19,7 +19,7 @@ for i in 0 1 2 3; do
   names="$names${names:+,}validator-$i"
 done
 "$consort" testnet --validators 4 --out "$work" --base-port 26656 \
-  --chain-id consort-k8s --hosts "$hosts" --names "$names" >/dev/null
+  --chain-id consort-k8s --hosts "$hosts" --names "$names" --insecure >/dev/null
 
 out="${OUT:-$here/generated}"
 mkdir -p "$out"

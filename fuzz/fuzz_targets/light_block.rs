@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let set = consort_fuzz::validator_set();
     if let Ok(lb) = pb::LightBlock::decode(data) {
         let cfg = StateSyncConfig {
+            tls: None,
             chain_id: consort_fuzz::CHAIN.into(),
             validators: set.clone(),
             servers: Vec::new(),

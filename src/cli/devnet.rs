@@ -15,6 +15,7 @@ pub async fn run(
     dir: Option<PathBuf>,
     base_port: u16,
     fast: bool,
+    tls: bool,
 ) -> Result<()> {
     anyhow::ensure!(validators >= 1, "--validators must be at least 1");
     let dir = match dir {
@@ -27,6 +28,7 @@ pub async fn run(
     let mut spec = TestnetSpec::local(validators, dir.clone());
     spec.base_port = base_port;
     spec.clients = 4;
+    spec.tls = tls;
     if fast {
         spec.consensus = ConsensusConfig::fast();
     }
@@ -52,6 +54,18 @@ pub async fn run(
         );
     }
     println!("  client keys in {}", dir.join("clients").display());
+    if tls {
+        println!(
+            "  TLS: --ca {} --cert {} --key {}",
+            dir.join("ca.pem").display(),
+            dir.join("clients/client0.pem").display(),
+            dir.join("clients/client0.key").display()
+        );
+        println!(
+            "       (CAs and admin certificates of every organization in {})",
+            dir.join("orgs").display()
+        );
+    }
     println!("press Ctrl-C to stop");
 
     let started = Instant::now();

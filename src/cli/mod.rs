@@ -13,7 +13,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
-use consort::config::{Genesis, GenesisValidator, Home, NodeConfig, read_key, write_key};
+use consort::config::{
+    Genesis, GenesisValidator, Home, NodeConfig, read_key, write_key, write_pem,
+};
 use consort::testnet::{TestnetSpec, generate};
 use consort::types::Keypair;
 
@@ -21,8 +23,25 @@ use consort::types::Keypair;
 #[derive(Parser)]
 #[command(name = "consort", version, about)]
 struct Cli {
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How commands reach a node's API over TLS.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// CA bundle (PEM) to check the node's certificate by: TLS is used when
+    /// given.
+    #[arg(long, global = true, env = "CONSORT_CA")]
+    ca: Option<PathBuf>,
+    /// Our certificate (PEM), issued by an organization's CA.
+    #[arg(long, global = true, env = "CONSORT_CERT", requires = "ca")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, global = true, env = "CONSORT_KEY", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +58,15 @@ enum Command {
         /// Chain id of the genesis written.
         #[arg(long, default_value = "consort-1")]
         chain_id: String,
+        /// The node's organization (default: the moniker). With a new
+        /// genesis, its CA is created in HOME/org/ (keep ca.key somewhere
+        /// safe) and listed in the genesis.
+        #[arg(long)]
+        org: Option<String>,
+        /// Host names or IP addresses clients reach the API at
+        /// (comma-separated), for the node's TLS certificate.
+        #[arg(long, value_delimiter = ',')]
+        rpc_names: Vec<String>,
     },
     /// Generate the homes of an N-validator network with one genesis.
     Testnet(TestnetArgs),
@@ -65,6 +93,10 @@ enum Command {
         /// Minimal timeouts and no pause between heights.
         #[arg(long)]
         fast: bool,
+        /// Serve the API over TLS with client certificates (the devnet's
+        /// consortium PKI; the certificate files are printed).
+        #[arg(long)]
+        tls: bool,
     },
     /// Measure throughput, latency, block interval, sync speed and memory of a
     /// running network (--nodes) or a local one (--local N).
@@ -137,6 +169,13 @@ struct TestnetArgs {
     /// Minimal timeouts and no pause between heights.
     #[arg(long)]
     fast: bool,
+    /// Serve the API over TLS with the generated certificates (always for
+    /// nodes on --hosts, unless --insecure).
+    #[arg(long)]
+    tls: bool,
+    /// Nodes on --hosts serve plaintext (rpc.insecure) instead of TLS.
+    #[arg(long, conflicts_with = "tls")]
+    insecure: bool,
 }
 
 #[derive(Subcommand)]
@@ -201,12 +240,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(ca) = &cli.tls.ca {
+        let tls =
+            consort::pki::ClientTls::load(ca, cli.tls.cert.as_deref(), cli.tls.key.as_deref())?;
+        consort::client::set_default_tls(tls);
+    }
     match cli.command {
         Command::Init {
             home,
             moniker,
             chain_id,
-        } => init(home, moniker, chain_id),
+            org,
+            rpc_names,
+        } => init(home, moniker, chain_id, org, rpc_names),
         Command::Testnet(a) => testnet(a),
         Command::Start { home, state_sync } => {
             let home = Home::new(home);
@@ -222,7 +268,8 @@ fn run(cli: Cli) -> Result<()> {
             dir,
             base_port,
             fast,
-        } => runtime()?.block_on(devnet::run(validators, dir, base_port, fast)),
+            tls,
+        } => runtime()?.block_on(devnet::run(validators, dir, base_port, fast, tls)),
         Command::Bench(a) => runtime()?.block_on(bench::run(a)),
         Command::Status { node, json } => runtime()?.block_on(query::status(&node, json)),
         Command::Health { node } => runtime()?.block_on(query::health(&node)),
@@ -241,7 +288,13 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn init(home: PathBuf, moniker: String, chain_id: String) -> Result<()> {
+fn init(
+    home: PathBuf,
+    moniker: String,
+    chain_id: String,
+    org: Option<String>,
+    rpc_names: Vec<String>,
+) -> Result<()> {
     let home = Home::new(home);
     if home.node_key().exists() || home.config().exists() {
         bail!(
@@ -260,6 +313,26 @@ fn init(home: PathBuf, moniker: String, chain_id: String) -> Result<()> {
     std::fs::write(home.config(), cfg.to_commented_toml())
         .with_context(|| format!("writing {}", home.config().display()))?;
     if !home.genesis().exists() {
+        // A new chain: this node's organization, its CA, and the node's API
+        // certificate from it.
+        let org = org.unwrap_or_else(|| moniker.clone());
+        let ca = consort::pki::OrgCa::generate(&org)?;
+        let org_dir = home.root().join("org");
+        write_pem(&org_dir.join("ca.pem"), ca.cert_pem(), false)?;
+        write_pem(&org_dir.join("ca.key"), &ca.key_pem(), true)?;
+        let admin_key = Keypair::generate();
+        write_key(&org_dir.join("admin_key.json"), &admin_key)?;
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        names.extend(rpc_names);
+        let node_cert = ca.issue(
+            consort::pki::Role::Node,
+            &moniker,
+            &consort::pki::IssueOptions::days(consort::pki::DEFAULT_DAYS).with_names(names),
+        )?;
+        let tls = home.root().join("tls");
+        write_pem(&tls.join("node.pem"), &node_cert.cert_pem, false)?;
+        write_pem(&tls.join("node.key"), &node_cert.key_pem, true)?;
+        write_pem(&tls.join("ca.pem"), ca.cert_pem(), false)?;
         let g = Genesis {
             chain_id,
             genesis_time_ms: consort::node::now_ms().0,
@@ -268,11 +341,31 @@ fn init(home: PathBuf, moniker: String, chain_id: String) -> Result<()> {
                 public_key: key.public(),
                 power: 1,
             }],
-            organizations: vec![],
+            organizations: vec![consort::config::GenesisOrganization {
+                name: org.clone(),
+                ca_cert: ca.cert_pem().to_string(),
+                validators: vec![key.public()],
+                members: vec![],
+                admins: vec![admin_key.public()],
+            }],
             accounts: vec![],
         };
         g.validate(&home.genesis())?;
         g.save(&home.genesis())?;
+        println!(
+            "organization {org}: CA {}",
+            org_dir.join("ca.pem").display()
+        );
+        println!(
+            "  keep {} out of the node's reach; `consort certs issue` makes client certificates from it",
+            org_dir.join("ca.key").display()
+        );
+    } else {
+        println!(
+            "the genesis exists: ask your organization for this node's API certificate \
+             (consort certs issue --role node) and put it at {}/tls/node.pem and node.key",
+            home.root().display()
+        );
     }
     println!("node key   {}", key.public());
     println!("config     {}", home.config().display());
@@ -291,6 +384,7 @@ fn testnet(a: TestnetArgs) -> Result<()> {
     spec.names = a.names;
     spec.clients = a.clients;
     spec.members = a.members;
+    spec.tls = a.tls || (spec.hosts.is_some() && !a.insecure);
     if a.fast {
         spec.consensus = consort::config::ConsensusConfig::fast();
     }

@@ -55,10 +55,22 @@ pub struct Client {
 /// The status of a node, as the API reports it.
 pub type Status = pb::GetStatusResponse;
 
+/// TLS settings [`Client::connect`] uses, set once by a program (the CLI's
+/// `--ca`, `--cert`, `--key`).
+static DEFAULT_TLS: std::sync::OnceLock<ClientTls> = std::sync::OnceLock::new();
+
+/// Makes [`Client::connect`] use `tls` in this process (only the first call
+/// counts).
+pub fn set_default_tls(tls: ClientTls) {
+    let _ = DEFAULT_TLS.set(tls);
+}
+
 impl Client {
-    /// Connects to `addr` (`host:port`, or a full `http://` URL) in plaintext.
+    /// Connects to `addr` (`host:port`, or a full `http://` URL): over TLS
+    /// with the settings of [`set_default_tls`] if a program made any, in
+    /// plaintext otherwise.
     pub async fn connect(addr: &str) -> Result<Client, ClientError> {
-        Client::connect_with(addr, None).await
+        Client::connect_with(addr, DEFAULT_TLS.get()).await
     }
 
     /// Connects to `addr`, over TLS with `tls` (the node's certificate

@@ -91,6 +91,15 @@ pub struct RpcConfig {
     /// Streaming calls (subscriptions, block ranges, submit streams) open at
     /// once from one IP address; more are refused with RESOURCE_EXHAUSTED.
     pub max_streams_per_address: usize,
+    /// The node's TLS certificate (PEM, issued by its organization's CA),
+    /// relative to the home (`consort init` writes one); empty serves
+    /// plaintext.
+    pub tls_cert: String,
+    /// Its private key (PEM), relative to the home.
+    pub tls_key: String,
+    /// Serve plaintext on an address that is not loopback (with a warning at
+    /// every start). Without it such a node refuses to start.
+    pub insecure: bool,
 }
 
 impl Default for RpcConfig {
@@ -101,8 +110,17 @@ impl Default for RpcConfig {
             max_connections: 256,
             max_connections_per_address: 16,
             max_streams_per_address: 32,
+            tls_cert: "tls/node.pem".into(),
+            tls_key: "tls/node.key".into(),
+            insecure: false,
         }
     }
+}
+
+/// Whether `addr` (`ip:port`) binds a loopback address only.
+pub fn is_loopback(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
 }
 
 /// Prometheus metrics settings.
@@ -253,6 +271,14 @@ pub struct SyncConfig {
     /// written), whatever the number of peers: each costs about three times
     /// its size in memory until it is written.
     pub max_chunks_in_flight: usize,
+    /// CA bundle (PEM) to check the servers' certificates against, relative
+    /// to the home; empty reaches the servers in plaintext.
+    pub tls_ca: String,
+    /// The certificate this node presents to the servers (role member, node
+    /// or admin), relative to the home.
+    pub tls_cert: String,
+    /// Its private key, relative to the home.
+    pub tls_key: String,
 }
 
 impl Default for SyncConfig {
@@ -265,6 +291,9 @@ impl Default for SyncConfig {
             rpc_servers: vec![],
             fetchers_per_peer: 2,
             max_chunks_in_flight: 3,
+            tls_ca: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -376,6 +405,39 @@ impl NodeConfig {
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         check_addr(path, "p2p.listen", &self.p2p.listen)?;
         check_addr(path, "rpc.listen", &self.rpc.listen)?;
+        if self.rpc.tls_cert.is_empty() != self.rpc.tls_key.is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                "rpc.tls_key",
+                "tls_cert and tls_key go together",
+            ));
+        }
+        if !self.sync.tls_cert.is_empty() && self.sync.tls_ca.is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                "sync.tls_ca",
+                "a client certificate needs the CA bundle to check the servers by",
+            ));
+        }
+        if self.sync.tls_cert.is_empty() != self.sync.tls_key.is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                "sync.tls_key",
+                "tls_cert and tls_key go together",
+            ));
+        }
+        if self.rpc.tls_cert.is_empty() && !self.rpc.insecure && !is_loopback(&self.rpc.listen) {
+            return Err(ConfigError::invalid(
+                path,
+                "rpc.listen",
+                format!(
+                    "{} is not a loopback address and the API has no TLS: set rpc.tls_cert and \
+                     rpc.tls_key (a certificate of this node's organization), or rpc.insecure = \
+                     true to serve plaintext anyway",
+                    self.rpc.listen
+                ),
+            ));
+        }
         if !self.metrics.listen.is_empty() {
             check_addr(path, "metrics.listen", &self.metrics.listen)?;
         }
@@ -518,6 +580,11 @@ impl NodeConfig {
             .collect()
     }
 
+    /// Whether the API serves plaintext on a non-loopback address.
+    pub fn rpc_is_insecure(&self) -> bool {
+        self.rpc.tls_cert.is_empty() && !is_loopback(&self.rpc.listen)
+    }
+
     /// Parsed member node keys.
     pub fn member_keys(&self, path: &Path) -> Result<Vec<PublicKey>, ConfigError> {
         self.p2p
@@ -583,6 +650,14 @@ max_connections_per_address = {max_conns_addr}
 # Streaming calls (block and result subscriptions, block ranges, submit
 # streams) open at once from one IP address; beyond, RESOURCE_EXHAUSTED.
 max_streams_per_address = {max_streams_addr}
+# TLS 1.3: this node's certificate and key (PEM, issued by its organization's
+# CA; paths relative to the home). Clients then need a certificate of an
+# organization of the genesis, and a role that may call the method. "" serves
+# plaintext, which a node accepts only on a loopback address...
+tls_cert = {tls_cert:?}
+tls_key = {tls_key:?}
+# ...unless this is true (every start then logs a warning).
+insecure = {insecure}
 
 [metrics]
 # TCP address serving Prometheus metrics at /metrics; "" disables it.
@@ -636,6 +711,12 @@ fetchers_per_peer = {fetchers}
 # Most chunks held at once while restoring, over all servers (each costs about
 # three times chunk_bytes of memory until it is written).
 max_chunks_in_flight = {chunks_in_flight}
+# TLS to the servers: the CA bundle to check them by, and the certificate and
+# key (role member) this node presents; paths relative to the home. "" for
+# plaintext servers.
+tls_ca = {sync_ca:?}
+tls_cert = {sync_cert:?}
+tls_key = {sync_key:?}
 
 [storage]
 # Keep only this many recent blocks (0 keeps every block). Snapshots are kept.
@@ -662,6 +743,9 @@ format = {format:?}
             max_conns = self.rpc.max_connections,
             max_conns_addr = self.rpc.max_connections_per_address,
             max_streams_addr = self.rpc.max_streams_per_address,
+            tls_cert = self.rpc.tls_cert,
+            tls_key = self.rpc.tls_key,
+            insecure = self.rpc.insecure,
             metrics_listen = self.metrics.listen,
             tp = c.timeout_propose_ms,
             tpd = c.timeout_propose_delta_ms,
@@ -686,6 +770,9 @@ format = {format:?}
             rpc_servers = list(&self.sync.rpc_servers),
             fetchers = self.sync.fetchers_per_peer,
             chunks_in_flight = self.sync.max_chunks_in_flight,
+            sync_ca = self.sync.tls_ca,
+            sync_cert = self.sync.tls_cert,
+            sync_key = self.sync.tls_key,
             level = self.log.level,
             format = self.log.format,
         )

@@ -55,6 +55,8 @@ pub struct NodeMetrics {
     pub mempool_evicted: Counter,
     /// Admitted transactions not gossiped because the gossip queue was full.
     pub gossip_dropped: Counter,
+    /// API calls refused for their caller's certificate or role, by reason.
+    api_refusals: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Default for NodeMetrics {
@@ -82,11 +84,32 @@ impl Default for NodeMetrics {
             bad_messages: Counter::default(),
             mempool_evicted: Counter::default(),
             gossip_dropped: Counter::default(),
+            api_refusals: Default::default(),
         }
     }
 }
 
 impl NodeMetrics {
+    /// Counts an API call refused for `reason`.
+    pub fn api_refused(&self, reason: &'static str) {
+        *self
+            .api_refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// API refusals so far, by reason.
+    pub fn api_refused_counts(&self) -> Vec<(&'static str, u64)> {
+        self.api_refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+
     /// Renders the node's own metrics into `r`.
     pub fn render_into(&self, r: &mut Renderer) {
         r.gauge(
@@ -189,6 +212,12 @@ impl NodeMetrics {
             "consort_mempool_evicted_total",
             "Transactions removed from the mempool because they no longer pass after a block.",
             self.mempool_evicted.get(),
+        );
+        r.counter_vec(
+            "consort_api_refused_total",
+            "API calls refused: no or untrusted certificate, expired, or a role that may not call the method.",
+            "reason",
+            &self.api_refused_counts(),
         );
         r.counter(
             "consort_mempool_gossip_dropped_total",

@@ -263,6 +263,92 @@ async fn gossip_txs(mut rx: mpsc::Receiver<bytes::Bytes>, net: Network) {
     }
 }
 
+/// A path of the configuration, relative to the home unless absolute.
+fn in_home(home: &Home, path: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        home.root().join(p)
+    }
+}
+
+/// How the API listener is secured: TLS with the node's certificate and the
+/// consortium's CAs, or plaintext (loopback, or `rpc.insecure`, warned about).
+fn rpc_security(
+    home: &Home,
+    cfg: &NodeConfig,
+    genesis: &Genesis,
+    node: &PublicKey,
+    metrics: &Arc<NodeMetrics>,
+) -> Result<crate::rpc::Security, NodeError> {
+    let config_err = |field: &str, reason: String| {
+        NodeError::Config(crate::config::ConfigError::invalid(
+            &home.config(),
+            field,
+            reason,
+        ))
+    };
+    if cfg.rpc.tls_cert.is_empty() {
+        if cfg.rpc_is_insecure() {
+            warn!(
+                listen = %cfg.rpc.listen,
+                "rpc.insecure: the API serves plaintext, with no caller checked, on an address that is not loopback"
+            );
+        }
+        return Ok(crate::rpc::Security::Plaintext);
+    }
+    let read = |field: &str, path: &str| {
+        let p = in_home(home, path);
+        std::fs::read_to_string(&p).map_err(|e| config_err(field, format!("{}: {e}", p.display())))
+    };
+    let cert = read("rpc.tls_cert", &cfg.rpc.tls_cert)?;
+    let key = read("rpc.tls_key", &cfg.rpc.tls_key)?;
+    let trust = genesis
+        .trust_store()
+        .map_err(|e| config_err("rpc.tls_cert", format!("the genesis organizations: {e}")))?;
+    if trust.is_empty() {
+        return Err(config_err(
+            "rpc.tls_cert",
+            "the genesis lists no organizations, so no client could be trusted".into(),
+        ));
+    }
+    let config = crate::rpc::auth::server_config(&cert, &key, &trust)
+        .map_err(|e| config_err("rpc.tls_cert", e.to_string()))?;
+    let org = genesis.organization_of(node).map(|o| o.name.clone());
+    info!(organization = ?org, "the API serves TLS; callers need a certificate of a consortium organization");
+    Ok(crate::rpc::Security::Tls {
+        config: Arc::new(config),
+        policy: Arc::new(crate::rpc::auth::AuthPolicy::new(
+            trust,
+            org,
+            metrics.clone(),
+        )),
+    })
+}
+
+/// TLS to the state-sync servers, if configured.
+fn sync_tls(home: &Home, cfg: &NodeConfig) -> Result<Option<crate::pki::ClientTls>, NodeError> {
+    if cfg.sync.tls_ca.is_empty() {
+        return Ok(None);
+    }
+    let cert = (!cfg.sync.tls_cert.is_empty()).then(|| in_home(home, &cfg.sync.tls_cert));
+    let key = (!cfg.sync.tls_key.is_empty()).then(|| in_home(home, &cfg.sync.tls_key));
+    crate::pki::ClientTls::load(
+        &in_home(home, &cfg.sync.tls_ca),
+        cert.as_deref(),
+        key.as_deref(),
+    )
+    .map(Some)
+    .map_err(|e| {
+        NodeError::Config(crate::config::ConfigError::invalid(
+            &home.config(),
+            "sync.tls_ca",
+            e.to_string(),
+        ))
+    })
+}
+
 /// Options of one run that override the configuration file.
 #[derive(Clone, Debug, Default)]
 pub struct StartOptions {
@@ -335,10 +421,12 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
     let mut rpc_shutdown = shutdown_rx.clone();
     // On a runtime of its own: no client work runs on this runtime's threads,
     // which run consensus.
+    let security = rpc_security(home, &cfg, &genesis, &key.public(), &metrics)?;
     let rpc_server = crate::rpc::spawn(
         grpc_listener,
         services,
         crate::rpc::Limits::from_config(&cfg.rpc),
+        security,
         async move {
             let _ = rpc_shutdown.wait_for(|s| *s).await;
         },
@@ -378,6 +466,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
             servers: cfg.sync.rpc_servers.clone(),
             fetchers_per_server: cfg.sync.fetchers_per_peer,
             chunks_in_flight: cfg.sync.max_chunks_in_flight,
+            tls: sync_tls(home, &cfg)?,
         };
         let sync_store = crate::sync::state_sync::SyncStore {
             blocks: store.clone(),
@@ -410,6 +499,9 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
     store.index_missing_evidence()?;
 
     let mut permitted: HashSet<PublicKey> = set.validators().iter().map(|v| v.public_key).collect();
+    // Member nodes are the organizations' (genesis); `p2p.members` of the
+    // config still adds keys, for chains whose genesis lists none.
+    permitted.extend(genesis.member_keys());
     permitted.extend(members);
     let p2p_listen: SocketAddr = cfg
         .p2p

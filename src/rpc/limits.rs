@@ -190,6 +190,13 @@ pub struct Limited {
     _address: AddressSlot,
 }
 
+impl Limited {
+    /// The client's address, for logs.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.io.peer_addr().ok()
+    }
+}
+
 impl tonic::transport::server::Connected for Limited {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 

@@ -6,6 +6,7 @@
 //! is held to its share of connections and streams ([`Limits`]): whatever
 //! clients ask, the threads that run consensus do none of it.
 
+pub mod auth;
 mod limits;
 mod node_service;
 mod query_service;
@@ -88,6 +89,25 @@ pub const WORKER_THREADS: usize = 2;
 /// reading threads on the CPU beside the node's.
 pub const BLOCKING_THREADS: usize = 4;
 
+/// How the API listener is secured.
+#[derive(Clone)]
+pub enum Security {
+    /// No TLS, no caller checks: loopback only, unless `rpc.insecure`.
+    Plaintext,
+    /// TLS 1.3; every call judged by the policy ([`auth`]).
+    Tls {
+        /// The server's TLS configuration ([`auth::server_config`]).
+        config: std::sync::Arc<rustls::ServerConfig>,
+        /// Who may call what.
+        policy: std::sync::Arc<auth::AuthPolicy>,
+    },
+}
+
+/// Longest a client may take to complete its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// TLS handshakes in progress at once; connections beyond wait to start theirs.
+pub const MAX_TLS_HANDSHAKES: usize = 64;
+
 /// Serves the API on `listener` until `shutdown` completes, on the runtime it
 /// is called on. Every client is bounded by `limits` (connections, over all
 /// and per address; streaming calls per address; request size) and by
@@ -97,6 +117,7 @@ pub async fn serve(
     listener: TcpListener,
     mut services: Services,
     limits: Limits,
+    security: Security,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let streams = StreamSlots::new(limits.max_streams_per_address);
@@ -120,11 +141,20 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1();
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha();
+    let policy = match &security {
+        Security::Plaintext => None,
+        Security::Tls { policy, .. } => Some(policy.clone()),
+    };
     let mut builder = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(MAX_CONCURRENT_PER_CONNECTION)
         .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .layer(auth::AuthLayer::new(policy));
     let router = builder
         .add_service(health_service)
         .add_service(
@@ -151,9 +181,52 @@ pub async fn serve(
             router
         }
     };
-    router
-        .serve_with_incoming_shutdown(limited_incoming(listener, limits), shutdown)
-        .await
+    // Older tools and Python's reflection client speak only v1alpha.
+    let router = match reflection_v1alpha {
+        Ok(r) => router.add_service(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "gRPC reflection v1alpha unavailable");
+            router
+        }
+    };
+    let incoming = limited_incoming(listener, limits);
+    match security {
+        Security::Plaintext => {
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Security::Tls { config, .. } => {
+            use futures::StreamExt as _;
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            // Handshakes run side by side (a slow client holds up no one), each
+            // bounded in time; a failed one is logged and dropped.
+            let secured = incoming
+                .map(move |conn| {
+                    let acceptor = acceptor.clone();
+                    async move {
+                        let conn = conn.ok()?;
+                        let peer = conn.peer_addr();
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(conn))
+                            .await
+                        {
+                            Ok(Ok(tls)) => Some(Ok::<_, std::io::Error>(tls)),
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = ?peer, error = %e, "gRPC TLS handshake failed");
+                                None
+                            }
+                            Err(_) => {
+                                tracing::debug!(client = ?peer, "gRPC TLS handshake timed out");
+                                None
+                            }
+                        }
+                    }
+                })
+                .buffer_unordered(MAX_TLS_HANDSHAKES)
+                .filter_map(std::future::ready);
+            router.serve_with_incoming_shutdown(secured, shutdown).await
+        }
+    }
 }
 
 /// Why the gRPC server stopped other than by its shutdown.
@@ -196,6 +269,7 @@ pub fn spawn(
     listener: TcpListener,
     services: Services,
     limits: Limits,
+    security: Security,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Server, ServeError> {
     let listener = listener.into_std().map_err(ServeError::Listener)?;
@@ -221,7 +295,7 @@ pub fn spawn(
             };
             let r = runtime.block_on(async move {
                 let listener = TcpListener::from_std(listener).map_err(ServeError::Listener)?;
-                serve(listener, services, limits, shutdown)
+                serve(listener, services, limits, security, shutdown)
                     .await
                     .map_err(ServeError::Transport)
             });

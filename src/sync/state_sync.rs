@@ -96,6 +96,9 @@ pub struct StateSyncConfig {
     pub fetchers_per_server: usize,
     /// Most chunks held at once over all servers (fetched and not yet written).
     pub chunks_in_flight: usize,
+    /// TLS to the servers (their CAs, our member certificate); `None` for
+    /// plaintext servers.
+    pub tls: Option<crate::pki::ClientTls>,
 }
 
 /// Where restored data goes: the block log (the block of the snapshot height)
@@ -115,13 +118,24 @@ struct Server {
     node: NodeServiceClient<Channel>,
 }
 
-async fn connect(addr: &str) -> Option<Server> {
-    let url = if addr.starts_with("http") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
+async fn connect(addr: &str, tls: Option<&crate::pki::ClientTls>) -> Option<Server> {
+    let endpoint = match tls {
+        Some(t) => match t.endpoint(addr) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(server = addr, error = %e, "bad sync server address");
+                return None;
+            }
+        },
+        None => {
+            let url = if addr.starts_with("http") {
+                addr.to_string()
+            } else {
+                format!("http://{addr}")
+            };
+            tonic::transport::Endpoint::from_shared(url).ok()?
+        }
     };
-    let endpoint = tonic::transport::Endpoint::from_shared(url).ok()?;
     let channel = match tokio::time::timeout(
         REQUEST_TIMEOUT,
         endpoint
@@ -244,11 +258,12 @@ pub async fn run(
 ) -> Result<Outcome, StateSyncError> {
     let storage = |e: crate::storage::StorageError| StateSyncError::Storage(e.to_string());
     // Every server at once: each may take up to the request timeout.
-    let servers: Vec<Server> = futures::future::join_all(cfg.servers.iter().map(|a| connect(a)))
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let servers: Vec<Server> =
+        futures::future::join_all(cfg.servers.iter().map(|a| connect(a, cfg.tls.as_ref())))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
     // A restore interrupted earlier resumes with the same snapshot. If the
     // servers drop the snapshot being restored (they keep only their newest
     // ones), start over with a newer one.

@@ -19,6 +19,9 @@ pub struct Cluster {
     restarts: Vec<usize>,
     envs: Vec<Vec<(String, String)>>,
     args: Vec<Vec<String>>,
+    /// How the test reaches a TLS network's API: the first organization's
+    /// admin certificate (which may call everything).
+    pub tls: Option<consort::pki::ClientTls>,
 }
 
 /// A base port unlikely to collide with other tests of the same run: each test
@@ -55,6 +58,15 @@ impl Cluster {
         adjust(&mut spec);
         let nodes = generate(&spec).expect("generate testnet");
         let n = nodes.len();
+        let tls = spec.tls.then(|| {
+            let org = dir.path().join("orgs").join(&nodes[0].name);
+            consort::pki::ClientTls::load(
+                &dir.path().join("ca.pem"),
+                Some(&org.join("admin.pem")),
+                Some(&org.join("admin.key")),
+            )
+            .expect("the admin certificate")
+        });
         Cluster {
             dir,
             nodes,
@@ -62,6 +74,7 @@ impl Cluster {
             restarts: vec![0; n],
             envs: vec![Vec::new(); n],
             args: vec![Vec::new(); n],
+            tls,
         }
     }
 
@@ -153,7 +166,9 @@ impl Cluster {
 
     /// A gRPC client of node `i`.
     pub async fn client(&self, i: usize) -> Option<Client> {
-        Client::connect(&self.nodes[i].grpc).await.ok()
+        Client::connect_with(&self.nodes[i].grpc, self.tls.as_ref())
+            .await
+            .ok()
     }
 
     /// Node `i`'s committed height, or None if it does not answer.
