@@ -58,6 +58,10 @@ async fn a_tls_network_serves_only_consortium_certificates_with_the_right_role()
                 cfg.sync.tls_cert = String::new();
                 cfg.sync.tls_key = String::new();
             }
+            if i == 0 {
+                // A small quota for applications, to see it bite.
+                cfg.rpc.quota.client.requests_per_sec = 20;
+            }
         });
     }
     for i in 0..4 {
@@ -94,6 +98,27 @@ async fn a_tls_network_serves_only_consortium_certificates_with_the_right_role()
         .expect_err("a client lists snapshots");
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
     assert!(e.message().contains("role client"), "{e:?}");
+
+    // Past its quota a client is told so; another certificate is not held
+    // back by it.
+    let mut exhausted = 0;
+    for _ in 0..100 {
+        if let Err(e) = cl.status().await {
+            assert_eq!(code_of(&e), Some(tonic::Code::ResourceExhausted), "{e}");
+            assert!(e.to_string().contains("requests per second"), "{e}");
+            exhausted += 1;
+        }
+    }
+    assert!(
+        exhausted >= 50,
+        "only {exhausted} of 100 refused over a quota of 20/s"
+    );
+    c.client(0)
+        .await
+        .expect("admin")
+        .status()
+        .await
+        .expect("another certificate is served");
 
     // No certificate: the handshake completes, every call is refused with a
     // message; health stays open.

@@ -15,7 +15,7 @@ pub use genesis::{
 pub use keys::{read_key, write_key, write_pem};
 pub use node::{
     ConsensusConfig, LogConfig, MempoolConfig, MetricsConfig, NodeConfig, P2pConfig, PeerSpec,
-    RpcConfig, StorageConfig, SyncConfig,
+    QuotaConfig, RoleQuota, RpcConfig, StorageConfig, SyncConfig,
 };
 
 /// The files of a node's home directory.

@@ -100,6 +100,53 @@ pub struct RpcConfig {
     /// Serve plaintext on an address that is not loopback (with a warning at
     /// every start). Without it such a node refuses to start.
     pub insecure: bool,
+    /// What one certificate may use, by role (TLS only).
+    pub quota: QuotaConfig,
+}
+
+/// What one certificate of a role may use of the API.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleQuota {
+    /// Calls per second (a stream counts once, when it opens).
+    pub requests_per_sec: u32,
+    /// Streaming calls open at once.
+    pub streams: u32,
+    /// Bytes of transactions submitted per second.
+    pub submit_bytes_per_sec: u64,
+}
+
+/// Quotas per role.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaConfig {
+    /// Applications.
+    pub client: RoleQuota,
+    /// Member nodes.
+    pub member: RoleQuota,
+    /// Nodes.
+    pub node: RoleQuota,
+    /// Operators.
+    pub admin: RoleQuota,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> QuotaConfig {
+        // Far above one application's honest use (a stream of submissions
+        // is one request); what they bound is one certificate taking the
+        // node from everyone else.
+        let q = RoleQuota {
+            requests_per_sec: 5_000,
+            streams: 32,
+            submit_bytes_per_sec: 32 * 1024 * 1024,
+        };
+        QuotaConfig {
+            client: q,
+            member: q,
+            node: q,
+            admin: q,
+        }
+    }
 }
 
 impl Default for RpcConfig {
@@ -113,6 +160,7 @@ impl Default for RpcConfig {
             tls_cert: "tls/node.pem".into(),
             tls_key: "tls/node.key".into(),
             insecure: false,
+            quota: QuotaConfig::default(),
         }
     }
 }
@@ -405,6 +453,20 @@ impl NodeConfig {
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         check_addr(path, "p2p.listen", &self.p2p.listen)?;
         check_addr(path, "rpc.listen", &self.rpc.listen)?;
+        for (role, q) in [
+            ("client", &self.rpc.quota.client),
+            ("member", &self.rpc.quota.member),
+            ("node", &self.rpc.quota.node),
+            ("admin", &self.rpc.quota.admin),
+        ] {
+            if q.requests_per_sec == 0 || q.streams == 0 || q.submit_bytes_per_sec == 0 {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("rpc.quota.{role}"),
+                    "every quota must be at least 1",
+                ));
+            }
+        }
         if self.rpc.tls_cert.is_empty() != self.rpc.tls_key.is_empty() {
             return Err(ConfigError::invalid(
                 path,
@@ -609,6 +671,12 @@ impl NodeConfig {
                 format!("[\n{}\n]", items.join("\n"))
             }
         };
+        let quota = |q: &RoleQuota| {
+            format!(
+                "{{ requests_per_sec = {}, streams = {}, submit_bytes_per_sec = {} }}",
+                q.requests_per_sec, q.streams, q.submit_bytes_per_sec
+            )
+        };
         let c = &self.consensus;
         format!(
             r#"# consort node configuration. Every field is optional; the value shown is
@@ -658,6 +726,15 @@ tls_cert = {tls_cert:?}
 tls_key = {tls_key:?}
 # ...unless this is true (every start then logs a warning).
 insecure = {insecure}
+
+# What one client certificate may use, by its role: calls per second (a
+# stream counts once), streaming calls open at once, bytes of transactions
+# submitted per second. Beyond, RESOURCE_EXHAUSTED. (TLS only.)
+[rpc.quota]
+client = {q_client}
+member = {q_member}
+node = {q_node}
+admin = {q_admin}
 
 [metrics]
 # TCP address serving Prometheus metrics at /metrics; "" disables it.
@@ -746,6 +823,10 @@ format = {format:?}
             tls_cert = self.rpc.tls_cert,
             tls_key = self.rpc.tls_key,
             insecure = self.rpc.insecure,
+            q_client = quota(&self.rpc.quota.client),
+            q_member = quota(&self.rpc.quota.member),
+            q_node = quota(&self.rpc.quota.node),
+            q_admin = quota(&self.rpc.quota.admin),
             metrics_listen = self.metrics.listen,
             tp = c.timeout_propose_ms,
             tpd = c.timeout_propose_delta_ms,

@@ -57,6 +57,9 @@ pub struct NodeMetrics {
     pub gossip_dropped: Counter,
     /// API calls refused for their caller's certificate or role, by reason.
     api_refusals: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// End of validity (unix seconds) of the certificates the node depends
+    /// on, by name ("node", "org_ca").
+    cert_expiry: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Default for NodeMetrics {
@@ -85,6 +88,7 @@ impl Default for NodeMetrics {
             mempool_evicted: Counter::default(),
             gossip_dropped: Counter::default(),
             api_refusals: Default::default(),
+            cert_expiry: Default::default(),
         }
     }
 }
@@ -98,6 +102,14 @@ impl NodeMetrics {
             .unwrap_or_else(|e| e.into_inner())
             .entry(reason)
             .or_default() += 1;
+    }
+
+    /// Records when the certificate `which` stops being valid.
+    pub fn set_cert_expiry(&self, which: &'static str, not_after_unix: u64) {
+        self.cert_expiry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(which, not_after_unix);
     }
 
     /// API refusals so far, by reason.
@@ -219,6 +231,24 @@ impl NodeMetrics {
             "reason",
             &self.api_refused_counts(),
         );
+        let expiry: Vec<(&str, u64)> = self
+            .cert_expiry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        if !expiry.is_empty() {
+            r.gauge_vec(
+                "consort_tls_certificate_expiry_timestamp_seconds",
+                "When a certificate the API depends on stops being valid (unix seconds): the node's own (node) and its organization's CA (org_ca).",
+                "certificate",
+                &expiry
+                    .iter()
+                    .map(|(k, v)| (*k, *v as f64))
+                    .collect::<Vec<_>>(),
+            );
+        }
         r.counter(
             "consort_mempool_gossip_dropped_total",
             "Admitted transactions not gossiped because the gossip queue was full.",

@@ -148,6 +148,14 @@ impl Renderer {
         let _ = writeln!(self.out, "{name} {v}");
     }
 
+    /// A gauge with one label, one sample per label value.
+    pub fn gauge_vec(&mut self, name: &str, help: &str, label: &str, samples: &[(&str, f64)]) {
+        self.header(name, help, "gauge");
+        for (l, v) in samples {
+            let _ = writeln!(self.out, "{name}{{{label}=\"{l}\"}} {v}");
+        }
+    }
+
     /// A histogram.
     pub fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
         self.header(name, help, "histogram");

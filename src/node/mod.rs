@@ -316,15 +316,69 @@ fn rpc_security(
     let config = crate::rpc::auth::server_config(&cert, &key, &trust)
         .map_err(|e| config_err("rpc.tls_cert", e.to_string()))?;
     let org = genesis.organization_of(node).map(|o| o.name.clone());
+    // What the API depends on and expires: the node's certificate and its
+    // organization's CA. Measured, and logged now and twice a day.
+    let mut watched = Vec::new();
+    if let Ok(info) =
+        crate::pki::certs_from_pem(&cert, "node").and_then(|c| crate::pki::describe(&c[0]))
+    {
+        watched.push(("node", info.not_after));
+    }
+    if let Some(o) = genesis.organization_of(node) {
+        if let Ok(info) =
+            crate::pki::certs_from_pem(&o.ca_cert, "ca").and_then(|c| crate::pki::describe(&c[0]))
+        {
+            watched.push(("org_ca", info.not_after));
+        }
+    }
+    for (which, not_after) in &watched {
+        metrics.set_cert_expiry(which, *not_after);
+    }
+    log_cert_expiry(&watched);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(12 * 3600));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            log_cert_expiry(&watched);
+        }
+    });
     info!(organization = ?org, "the API serves TLS; callers need a certificate of a consortium organization");
     Ok(crate::rpc::Security::Tls {
         config: Arc::new(config),
-        policy: Arc::new(crate::rpc::auth::AuthPolicy::new(
-            trust,
-            org,
-            metrics.clone(),
-        )),
+        policy: Arc::new(
+            crate::rpc::auth::AuthPolicy::new(trust, org, metrics.clone())
+                .with_quotas(crate::rpc::quota::Quotas::new(cfg.rpc.quota)),
+        ),
     })
+}
+
+/// Days below which a certificate's coming expiry is logged as a warning.
+const CERT_WARN_DAYS: i64 = 30;
+
+/// Logs how many days each certificate has left: a warning under
+/// [`CERT_WARN_DAYS`], an error once expired (clients then refuse the node).
+fn log_cert_expiry(certs: &[(&'static str, u64)]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    for (which, not_after) in certs {
+        let days = (*not_after as i64 - now).div_euclid(86_400);
+        if days < 0 {
+            tracing::error!(
+                certificate = which,
+                days,
+                "TLS certificate expired: renew it"
+            );
+        } else if days < CERT_WARN_DAYS {
+            warn!(
+                certificate = which,
+                days, "TLS certificate expires soon: renew it"
+            );
+        } else {
+            info!(certificate = which, days, "TLS certificate valid");
+        }
+    }
 }
 
 /// TLS to the state-sync servers, if configured.

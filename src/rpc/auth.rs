@@ -30,6 +30,7 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tonic::Status;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
+use super::quota::Quotas;
 use crate::metrics::NodeMetrics;
 use crate::pki::{AuthError, Identity, Role, TrustStore};
 
@@ -82,6 +83,7 @@ pub struct AuthPolicy {
     trust: TrustStore,
     node_org: Option<String>,
     metrics: Arc<NodeMetrics>,
+    quotas: Option<Quotas>,
 }
 
 impl AuthPolicy {
@@ -95,7 +97,21 @@ impl AuthPolicy {
             trust,
             node_org,
             metrics,
+            quotas: None,
         }
+    }
+
+    /// The same, counting each certificate's calls against `quotas`.
+    pub fn with_quotas(self, quotas: Quotas) -> AuthPolicy {
+        AuthPolicy {
+            quotas: Some(quotas),
+            ..self
+        }
+    }
+
+    /// The quotas, for the services' streams and submitted bytes.
+    pub fn quotas(&self) -> Option<&Quotas> {
+        self.quotas.as_ref()
     }
 
     /// The caller of `path`, presenting `chain`, at `now`: its identity, or
@@ -139,6 +155,9 @@ impl AuthPolicy {
                 },
             };
             return Err(refused(e));
+        }
+        if let Some(q) = &self.quotas {
+            q.request(&id, std::time::Instant::now())?;
         }
         Ok(Some(id))
     }

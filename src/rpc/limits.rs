@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
+use super::quota::{IdentityStream, Quotas};
 use crate::config::RpcConfig;
+use crate::pki::Identity;
 
 /// The limits of one server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,42 +118,143 @@ impl PerAddress {
     }
 }
 
-/// The streaming calls of each client address. A call without a known
-/// address (not over TCP) is not counted.
+/// The streaming calls of each client address and of each certificate, and
+/// the certificates' quotas ([`Quotas`]). A call without a known address (not
+/// over TCP) is not counted by address; one without a certificate (a
+/// plaintext listener) not by identity.
 #[derive(Clone, Debug)]
-pub struct StreamSlots(PerAddress);
+pub struct StreamSlots {
+    per_address: PerAddress,
+    quotas: Option<Quotas>,
+}
 
 impl Default for StreamSlots {
     fn default() -> StreamSlots {
-        StreamSlots(PerAddress::unlimited())
+        StreamSlots {
+            per_address: PerAddress::unlimited(),
+            quotas: None,
+        }
     }
+}
+
+/// What a streaming call holds while it lasts: its address's slot, its
+/// certificate's, and the end of the certificate's validity, where the stream
+/// ends (a certificate is checked when a call opens, and a long stream must
+/// not outlive it).
+#[derive(Debug)]
+pub struct StreamGuard {
+    _address: Option<AddressSlot>,
+    _identity: Option<IdentityStream>,
+    expires: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    expired: bool,
+}
+
+impl StreamGuard {
+    /// A guard holding nothing and never expiring (streams built outside a
+    /// server, as in tests).
+    pub fn none() -> StreamGuard {
+        StreamGuard {
+            _address: None,
+            _identity: None,
+            expires: None,
+            expired: false,
+        }
+    }
+
+    /// Ready with the status that ends the stream once the certificate has
+    /// expired (once), then `Ready(None)` for ever: the stream must end.
+    pub fn poll_expired(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Option<tonic::Status>>> {
+        if self.expired {
+            return std::task::Poll::Ready(Some(None));
+        }
+        let fired = match self.expires.as_mut() {
+            Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
+            None => false,
+        };
+        if !fired {
+            return std::task::Poll::Pending;
+        }
+        self.expired = true;
+        std::task::Poll::Ready(Some(Some(tonic::Status::unauthenticated(
+            "the client certificate expired during the stream; reconnect with a valid one",
+        ))))
+    }
+}
+
+/// When a certificate valid until `not_after` (unix seconds) stops being
+/// valid, on the runtime's clock.
+fn deadline_of(not_after: u64) -> tokio::time::Instant {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let left = Duration::from_secs(not_after.saturating_sub(now_unix));
+    // Ten years at most: far enough, and no overflow of the instant.
+    tokio::time::Instant::now() + left.min(Duration::from_secs(10 * 365 * 86_400))
 }
 
 impl StreamSlots {
     /// At most `max` streaming calls per address.
     pub fn new(max: usize) -> StreamSlots {
-        StreamSlots(PerAddress::new(max))
+        StreamSlots {
+            per_address: PerAddress::new(max),
+            quotas: None,
+        }
     }
 
-    /// A slot for a streaming call from `remote`, held until the returned
-    /// value is dropped (with the response stream); RESOURCE_EXHAUSTED if the
-    /// address holds its limit.
+    /// The same, and each certificate held to `quotas`.
+    pub fn with_quotas(self, quotas: Quotas) -> StreamSlots {
+        StreamSlots {
+            quotas: Some(quotas),
+            ..self
+        }
+    }
+
+    /// `n` bytes of transactions submitted by `caller`: RESOURCE_EXHAUSTED
+    /// beyond its quota.
+    pub fn submit_bytes(&self, caller: Option<&Identity>, n: usize) -> Result<(), tonic::Status> {
+        match (&self.quotas, caller) {
+            (Some(q), Some(id)) => q.submit_bytes(id, n, Instant::now()),
+            _ => Ok(()),
+        }
+    }
+
+    /// What a streaming call from `remote` by `caller` holds until the
+    /// returned value is dropped (with the response stream);
+    /// RESOURCE_EXHAUSTED if the address or the certificate holds its limit.
     pub fn acquire(
         &self,
         remote: Option<SocketAddr>,
-    ) -> Result<Option<AddressSlot>, tonic::Status> {
-        let Some(addr) = remote else { return Ok(None) };
-        let ip = client_ip(&addr);
-        match self.0.try_acquire(ip) {
-            Some(slot) => Ok(Some(slot)),
-            None => {
-                tracing::debug!(client = %ip, max = self.0.max(), "too many gRPC streams from one address");
-                Err(tonic::Status::resource_exhausted(format!(
-                    "{ip} has {} streaming calls open, the most one address may; close one first",
-                    self.0.max()
-                )))
+        caller: Option<&Identity>,
+    ) -> Result<StreamGuard, tonic::Status> {
+        let address = match remote {
+            None => None,
+            Some(addr) => {
+                let ip = client_ip(&addr);
+                match self.per_address.try_acquire(ip) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        tracing::debug!(client = %ip, max = self.per_address.max(), "too many gRPC streams from one address");
+                        return Err(tonic::Status::resource_exhausted(format!(
+                            "{ip} has {} streaming calls open, the most one address may; close one first",
+                            self.per_address.max()
+                        )));
+                    }
+                }
             }
-        }
+        };
+        let identity = match (&self.quotas, caller) {
+            (Some(q), Some(id)) => Some(q.stream(id, Instant::now())?),
+            _ => None,
+        };
+        Ok(StreamGuard {
+            _address: address,
+            _identity: identity,
+            expires: caller.map(|id| Box::pin(tokio::time::sleep_until(deadline_of(id.not_after)))),
+            expired: false,
+        })
     }
 }
 
@@ -392,16 +495,16 @@ mod tests {
         let a: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let a2: SocketAddr = "10.0.0.1:5001".parse().unwrap();
         let b: SocketAddr = "[::ffff:10.0.0.2]:5000".parse().unwrap();
-        let s1 = slots.acquire(Some(a)).unwrap();
-        let _s2 = slots.acquire(Some(a2)).unwrap();
-        let e = slots.acquire(Some(a)).unwrap_err();
+        let s1 = slots.acquire(Some(a), None).unwrap();
+        let _s2 = slots.acquire(Some(a2), None).unwrap();
+        let e = slots.acquire(Some(a), None).unwrap_err();
         assert_eq!(e.code(), tonic::Code::ResourceExhausted);
         assert!(e.message().contains("10.0.0.1"), "{}", e.message());
         // Another address, and a call with no address, are not limited.
-        let _s3 = slots.acquire(Some(b)).unwrap();
-        assert_eq!(slots.0.held_by("10.0.0.2".parse().unwrap()), 1);
-        assert!(slots.acquire(None).unwrap().is_none());
+        let _s3 = slots.acquire(Some(b), None).unwrap();
+        assert_eq!(slots.per_address.held_by("10.0.0.2".parse().unwrap()), 1);
+        assert!(slots.acquire(None, None).unwrap()._address.is_none());
         drop(s1);
-        assert!(slots.acquire(Some(a)).is_ok());
+        assert!(slots.acquire(Some(a), None).is_ok());
     }
 }

@@ -10,6 +10,7 @@ pub mod auth;
 mod limits;
 mod node_service;
 mod query_service;
+pub mod quota;
 mod stream;
 mod sync_service;
 mod tx_service;
@@ -89,6 +90,52 @@ pub const WORKER_THREADS: usize = 2;
 /// reading threads on the CPU beside the node's.
 pub const BLOCKING_THREADS: usize = 4;
 
+/// A node more than this many heights behind a peer is not healthy.
+pub const HEALTHY_LAG: u64 = 3;
+
+/// Whether a node in `status` should answer health checks SERVING: following
+/// the chain by consensus, and no more than [`HEALTHY_LAG`] heights behind
+/// the highest peer (a halted network, with no peer ahead, is not behind).
+pub fn is_healthy(status: &crate::node::NodeStatus) -> bool {
+    status.sync_phase == crate::node::SyncPhase::Consensus
+        && status.peer_max_height.0.saturating_sub(status.height.0) <= HEALTHY_LAG
+        && (status.height.0 > 0 || status.peer_max_height.0 == 0)
+}
+
+/// Keeps `grpc.health.v1` in step with the node: every service, and the
+/// server as a whole (""), SERVING or NOT_SERVING as [`is_healthy`] says.
+async fn report_health(
+    health: tonic_health::server::HealthReporter,
+    mut status: tokio::sync::watch::Receiver<crate::node::NodeStatus>,
+) {
+    use tonic_health::ServingStatus;
+    const SERVICES: [&str; 5] = [
+        "",
+        "consort.v1.NodeService",
+        "consort.v1.TxService",
+        "consort.v1.QueryService",
+        "consort.v1.SyncService",
+    ];
+    let mut last = None;
+    loop {
+        let healthy = is_healthy(&status.borrow_and_update());
+        if last != Some(healthy) {
+            let s = if healthy {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for name in SERVICES {
+                health.set_service_status(name, s).await;
+            }
+            last = Some(healthy);
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// How the API listener is secured.
 #[derive(Clone)]
 pub enum Security {
@@ -120,23 +167,17 @@ pub async fn serve(
     security: Security,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let streams = StreamSlots::new(limits.max_streams_per_address);
+    let mut streams = StreamSlots::new(limits.max_streams_per_address);
+    if let Security::Tls { policy, .. } = &security {
+        if let Some(q) = policy.quotas() {
+            streams = streams.with_quotas(q.clone());
+        }
+    }
     services.tx = services.tx.with_stream_slots(streams.clone());
     services.sync = services.sync.with_stream_slots(streams);
     let max_request_bytes = limits.max_request_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<pb::node_service_server::NodeServiceServer<NodeApi>>()
-        .await;
-    health
-        .set_serving::<pb::tx_service_server::TxServiceServer<TxApi>>()
-        .await;
-    health
-        .set_serving::<pb::query_service_server::QueryServiceServer<QueryApi>>()
-        .await;
-    health
-        .set_serving::<pb::sync_service_server::SyncServiceServer<SyncApi>>()
-        .await;
+    tokio::spawn(report_health(health, services.node.status_watch()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -309,4 +350,65 @@ pub fn spawn(
         })
         .map_err(ServeError::Runtime)?;
     Ok(Server { done })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{NodeStatus, SyncPhase};
+    use crate::types::{Height, Keypair};
+
+    #[test]
+    fn health_follows_the_chain() {
+        let base = NodeStatus::new(
+            "c".into(),
+            "n".into(),
+            Keypair::from_seed([1; 32]).public(),
+            true,
+        );
+        let at = |h: u64, peers: u64, phase: SyncPhase| {
+            let mut s = base.clone();
+            s.height = Height(h);
+            s.peer_max_height = Height(peers);
+            s.sync_phase = phase;
+            is_healthy(&s)
+        };
+        let rows = [
+            (
+                "in step with its peers",
+                at(100, 100, SyncPhase::Consensus),
+                true,
+            ),
+            (
+                "a block or three behind",
+                at(97, 100, SyncPhase::Consensus),
+                true,
+            ),
+            ("four behind", at(96, 100, SyncPhase::Consensus), false),
+            (
+                "restoring a snapshot",
+                at(0, 100, SyncPhase::StateSync),
+                false,
+            ),
+            ("fetching blocks", at(50, 100, SyncPhase::BlockSync), false),
+            (
+                "halted, no peer ahead",
+                at(100, 90, SyncPhase::Consensus),
+                true,
+            ),
+            (
+                "a new chain, no peer yet",
+                at(0, 0, SyncPhase::Consensus),
+                true,
+            ),
+            (
+                "nothing yet, peers ahead",
+                at(0, 2, SyncPhase::Consensus),
+                false,
+            ),
+        ];
+        for (name, got, want) in rows {
+            assert_eq!(got, want, "{name}");
+        }
+    }
 }

@@ -39,6 +39,11 @@ impl NodeApi {
         }
     }
 
+    /// The node's status, as it changes.
+    pub fn status_watch(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
     /// Resolves a requested height (0 = latest) to a stored one, or the status a
     /// client should see.
     pub fn resolve_height(&self, requested: u64) -> Result<Height, Status> {

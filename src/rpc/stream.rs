@@ -14,7 +14,7 @@ use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tonic::Status;
 
-use super::limits::AddressSlot;
+use super::limits::StreamGuard;
 
 /// Bytes of items a stream holds read but not yet taken by its client, at
 /// most (plus the item being read): a slow client of a range of 4 MiB blocks
@@ -67,21 +67,22 @@ impl<T> Ahead<T> {
 
 /// A response stream whose items were read ahead within a bound of bytes
 /// and items; an item's share of the bound comes back when the client's
-/// connection takes it. Holds the caller's stream slot until it is dropped.
+/// connection takes it. Holds the caller's stream slots until it is dropped,
+/// and ends with UNAUTHENTICATED when the caller's certificate expires.
 pub struct ReadAhead<T> {
     rx: mpsc::Receiver<(Result<T, Status>, OwnedSemaphorePermit)>,
-    _slot: Option<AddressSlot>,
+    guard: StreamGuard,
 }
 
 /// A bounded read-ahead stream and its sender.
-pub fn read_ahead<T>(slot: Option<AddressSlot>) -> (Ahead<T>, ReadAhead<T>) {
+pub fn read_ahead<T>(guard: StreamGuard) -> (Ahead<T>, ReadAhead<T>) {
     let (tx, rx) = mpsc::channel(READ_AHEAD_ITEMS);
     (
         Ahead {
             tx,
             budget: Arc::new(Semaphore::new(READ_AHEAD_BYTES)),
         },
-        ReadAhead { rx, _slot: slot },
+        ReadAhead { rx, guard },
     )
 }
 
@@ -89,30 +90,37 @@ impl<T> Stream for ReadAhead<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Poll::Ready(Some(end)) = self.guard.poll_expired(cx) {
+            return Poll::Ready(end.map(Err));
+        }
         self.rx
             .poll_recv(cx)
             .map(|next| next.map(|(item, _permit)| item))
     }
 }
 
-/// A response stream holding the caller's stream slot until it is dropped
-/// (the call ended or the client went away).
+/// A response stream holding the caller's stream slots until it is dropped
+/// (the call ended or the client went away), and ending with UNAUTHENTICATED
+/// when the caller's certificate expires.
 pub struct Slotted<S> {
     inner: S,
-    _slot: Option<AddressSlot>,
+    guard: StreamGuard,
 }
 
 impl<S> Slotted<S> {
-    /// `inner`, holding `slot`.
-    pub fn new(inner: S, slot: Option<AddressSlot>) -> Slotted<S> {
-        Slotted { inner, _slot: slot }
+    /// `inner`, holding `guard`.
+    pub fn new(inner: S, guard: StreamGuard) -> Slotted<S> {
+        Slotted { inner, guard }
     }
 }
 
-impl<S: Stream + Unpin> Stream for Slotted<S> {
+impl<S: Stream<Item = Result<T, Status>> + Unpin, T> Stream for Slotted<S> {
     type Item = S::Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        if let Poll::Ready(Some(end)) = self.guard.poll_expired(cx) {
+            return Poll::Ready(end.map(Err));
+        }
         Pin::new(&mut self.inner).poll_next(cx)
     }
 }
@@ -124,7 +132,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_ahead_within_the_byte_budget() {
-        let (ahead, mut stream) = read_ahead::<usize>(None);
+        let (ahead, mut stream) = read_ahead::<usize>(StreamGuard::none());
         let produced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let p = produced.clone();
         let producer = tokio::spawn(async move {
@@ -148,6 +156,48 @@ mod tests {
             .await
             .expect("the producer stops")
             .unwrap();
+    }
+
+    /// A stream opened with a certificate ends when the certificate expires,
+    /// with UNAUTHENTICATED, even if its producer would go on.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_when_its_certificate_expires() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let id = crate::pki::Identity {
+            org: "org1".into(),
+            role: crate::pki::Role::Client,
+            name: "app".into(),
+            serial: "01".into(),
+            not_after: now + 30,
+        };
+        let slots = super::super::limits::StreamSlots::default();
+        let guard = slots.acquire(None, Some(&id)).unwrap();
+        let (ahead, mut stream) = read_ahead::<u32>(guard);
+        tokio::spawn(async move {
+            let mut i = 0;
+            while ahead.send(Ok(i), 1).await {
+                i += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        let mut items = 0;
+        let end = loop {
+            match stream.next().await {
+                Some(Ok(_)) => items += 1,
+                Some(Err(s)) => break s,
+                None => panic!("the stream ended without a status"),
+            }
+        };
+        assert_eq!(end.code(), tonic::Code::Unauthenticated, "{end:?}");
+        assert!(end.message().contains("expired"), "{end:?}");
+        assert!(
+            (25..=32).contains(&items),
+            "{items} items before the expiry"
+        );
+        assert!(stream.next().await.is_none(), "the stream goes on after it");
     }
 
     #[tokio::test]

@@ -243,7 +243,9 @@ impl SyncService for SyncApi {
         &self,
         req: Request<pb::StreamBlockRangeRequest>,
     ) -> Result<Response<Self::StreamBlockRangeStream>, Status> {
-        let slot = self.streams.acquire(req.remote_addr())?;
+        let slot = self
+            .streams
+            .acquire(req.remote_addr(), super::auth::caller(&req))?;
         let r = req.into_inner();
         let me = self.clone();
         let (from, to) = blocking(move || me.range(&r)).await?;

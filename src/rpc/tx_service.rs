@@ -77,6 +77,8 @@ enum Queued {
     Waiting(Hash, crate::node::txpool::Answer),
     /// Refused before it was queued.
     Refused(Hash, SubmitError),
+    /// Over its sender's quota.
+    OverQuota(Hash, Status),
     /// The request stream failed (a message too large, a broken connection).
     Failed(Status),
 }
@@ -159,6 +161,8 @@ impl TxService for TxApi {
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let i = self.inner.get()?;
+        self.streams
+            .submit_bytes(super::auth::caller(&req), req.get_ref().tx.len())?;
         let req = req.into_inner();
         // An unknown mode is refused rather than read as ACCEPTED: a client that
         // asked for something stronger must not take an early answer for it.
@@ -225,7 +229,11 @@ impl TxService for TxApi {
         req: Request<tonic::Streaming<pb::SubmitStreamRequest>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
         let pool = self.inner.get()?.pool.clone();
-        let slot = self.streams.acquire(req.remote_addr())?;
+        let slot = self
+            .streams
+            .acquire(req.remote_addr(), super::auth::caller(&req))?;
+        let caller = super::auth::caller(&req).cloned();
+        let streams = self.streams.clone();
         let mut input = req.into_inner();
         let (queued_tx, mut queued_rx) = mpsc::channel::<Queued>(SUBMIT_WINDOW);
         let (out_tx, out_rx) = mpsc::channel(STREAM_BUFFER);
@@ -243,9 +251,12 @@ impl TxService for TxApi {
                     }
                 };
                 let hash = Hash::digest(&msg.tx);
-                let q = match pool.enqueue(msg.tx) {
-                    Ok(answer) => Queued::Waiting(hash, answer),
-                    Err(e) => Queued::Refused(hash, e),
+                let q = match streams.submit_bytes(caller.as_ref(), msg.tx.len()) {
+                    Err(status) => Queued::OverQuota(hash, status),
+                    Ok(()) => match pool.enqueue(msg.tx) {
+                        Ok(answer) => Queued::Waiting(hash, answer),
+                        Err(e) => Queued::Refused(hash, e),
+                    },
                 };
                 if queued_tx.send(q).await.is_err() {
                     break;
@@ -265,6 +276,7 @@ impl TxService for TxApi {
                         ),
                     },
                     Queued::Refused(hash, e) => stream_answer(hash, Some(submit_status(&e))),
+                    Queued::OverQuota(hash, status) => stream_answer(hash, Some(status)),
                     Queued::Failed(status) => {
                         let _ = out_tx.send(Err(status)).await;
                         return;
@@ -303,7 +315,9 @@ impl TxService for TxApi {
         req: Request<pb::StreamBlocksRequest>,
     ) -> Result<Response<Self::StreamBlocksStream>, Status> {
         let i = self.inner.get()?;
-        let slot = self.streams.acquire(req.remote_addr())?;
+        let slot = self
+            .streams
+            .acquire(req.remote_addr(), super::auth::caller(&req))?;
         let from = req.into_inner().from_height;
         let start = start_height(i.store.as_ref(), from)?;
         let store = i.store.clone();
@@ -342,7 +356,9 @@ impl TxService for TxApi {
         &self,
         req: Request<pb::StreamTxResultsRequest>,
     ) -> Result<Response<Self::StreamTxResultsStream>, Status> {
-        let slot = self.streams.acquire(req.remote_addr())?;
+        let slot = self
+            .streams
+            .acquire(req.remote_addr(), super::auth::caller(&req))?;
         let req = req.into_inner();
         let filter = if req.sender.is_empty() {
             None
