@@ -120,6 +120,40 @@ async fn a_tls_network_serves_only_consortium_certificates_with_the_right_role()
         .await
         .expect("another certificate is served");
 
+    // The operator's view: for an admin of the node's own organization only.
+    let e = cl.node_info().await.expect_err("a client reads node info");
+    assert_eq!(code_of(&e), Some(tonic::Code::PermissionDenied), "{e}");
+    let info = c
+        .client(0)
+        .await
+        .expect("admin")
+        .node_info()
+        .await
+        .expect("an admin reads its own node's info");
+    assert!(info.height > 0, "{info:?}");
+    assert!(!info.organization.is_empty(), "{info:?}");
+    assert!(info.config_toml.contains("[rpc"), "{}", info.config_toml);
+    assert!(info.data_bytes > 0, "{info:?}");
+    let which: Vec<&str> = info.certificates.iter().map(|c| c.which.as_str()).collect();
+    assert_eq!(which, ["node", "org_ca"], "{info:?}");
+    assert!(
+        info.certificates.iter().all(|c| c.days_left > 0),
+        "{info:?}"
+    );
+    assert!(
+        info.peers.iter().any(|p| p.connected && p.height > 0),
+        "{info:?}"
+    );
+    let e = c
+        .client(1)
+        .await
+        .expect("admin")
+        .node_info()
+        .await
+        .expect_err("an admin reads another organization's node");
+    assert_eq!(code_of(&e), Some(tonic::Code::PermissionDenied), "{e}");
+    assert!(e.to_string().contains("organization"), "{e}");
+
     // No certificate: the handshake completes, every call is refused with a
     // message; health stays open.
     let anonymous = Client::connect_with(&addr, Some(&tls(&c, None)))

@@ -117,6 +117,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the operator's view of a node: version, organization, effective
+    /// configuration, data size, certificates, each peer's height (needs an
+    /// `admin` certificate of the node's organization: --cert/--key).
+    NodeInfo {
+        /// gRPC address of the node.
+        #[arg(long, default_value = "127.0.0.1:26657")]
+        node: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sign and send ledger transactions.
     Tx {
         #[command(subcommand)]
@@ -273,6 +284,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => runtime()?.block_on(bench::run(a)),
         Command::Status { node, json } => runtime()?.block_on(query::status(&node, json)),
         Command::Health { node } => runtime()?.block_on(query::health(&node)),
+        Command::NodeInfo { node, json } => runtime()?.block_on(query::node_info(&node, json)),
         Command::Query { what } => runtime()?.block_on(query::run(what)),
         Command::Tx { what } => runtime()?.block_on(tx::run(what)),
         Command::Certs { what } => certs::run(what),

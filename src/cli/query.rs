@@ -248,6 +248,90 @@ pub async fn status(node: &str, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Prints the operator's view of a node.
+pub async fn node_info(node: &str, as_json: bool) -> Result<()> {
+    let c = Client::connect(node).await?;
+    let i = c.node_info().await?;
+    let certs: Vec<serde_json::Value> = i
+        .certificates
+        .iter()
+        .map(|c| {
+            json!({
+                "which": c.which,
+                "name": c.name,
+                "organization": c.organization,
+                "role": c.role,
+                "not_after": c.not_after,
+                "days_left": c.days_left,
+            })
+        })
+        .collect();
+    let peers: Vec<serde_json::Value> = i
+        .peers
+        .iter()
+        .map(|p| {
+            json!({
+                "public_key": hex_or_empty(&p.public_key),
+                "name": p.name,
+                "address": p.address,
+                "connected": p.connected,
+                "height": p.height,
+            })
+        })
+        .collect();
+    if as_json {
+        let v = json!({
+            "version": i.version,
+            "organization": i.organization,
+            "moniker": i.moniker,
+            "node_key": hex_or_empty(&i.node_key),
+            "is_validator": i.is_validator,
+            "started_at_ms": i.started_at_ms,
+            "height": i.height,
+            "sync_phase": i.sync_phase,
+            "data_dir": i.data_dir,
+            "data_bytes": i.data_bytes,
+            "certificates": certs,
+            "peers": peers,
+            "config_toml": i.config_toml,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("version        {}", i.version);
+    println!("organization   {}", i.organization);
+    println!(
+        "node           {} ({}), validator: {}",
+        i.moniker,
+        hex_or_empty(&i.node_key),
+        i.is_validator
+    );
+    println!("started        {} ms since epoch", i.started_at_ms);
+    println!("height         {} ({})", i.height, i.sync_phase);
+    println!(
+        "data           {} ({:.1} MiB)",
+        i.data_dir,
+        i.data_bytes as f64 / (1024.0 * 1024.0)
+    );
+    for c in &i.certificates {
+        println!(
+            "certificate    {:<7} {} ({}, {}): {} days left",
+            c.which, c.name, c.organization, c.role, c.days_left
+        );
+    }
+    for p in &i.peers {
+        println!(
+            "peer           {:<10} {:<22} {:<9} height {}",
+            p.name,
+            p.address,
+            if p.connected { "connected" } else { "down" },
+            p.height
+        );
+    }
+    println!("\n# configuration\n{}", i.config_toml);
+    Ok(())
+}
+
 fn short(h: &Hash) -> String {
     h.to_hex()
 }

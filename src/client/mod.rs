@@ -126,6 +126,16 @@ impl Client {
             .into_inner())
     }
 
+    /// The operator's view of the node (needs an `admin` certificate of the
+    /// node's organization).
+    pub async fn node_info(&self) -> Result<pb::GetNodeInfoResponse, ClientError> {
+        Ok(self
+            .node()
+            .get_node_info(pb::GetNodeInfoRequest {})
+            .await?
+            .into_inner())
+    }
+
     /// The block at `height` (0 = latest) and its id.
     pub async fn block(&self, height: u64) -> Result<(Block, BlockId), ClientError> {
         let r = self

@@ -273,15 +273,19 @@ fn in_home(home: &Home, path: &str) -> std::path::PathBuf {
     }
 }
 
+/// The certificates the API depends on: `("node" | "org_ca", what it says)`.
+type ApiCertificates = Vec<(&'static str, crate::pki::CertInfo)>;
+
 /// How the API listener is secured: TLS with the node's certificate and the
-/// consortium's CAs, or plaintext (loopback, or `rpc.insecure`, warned about).
+/// consortium's CAs, or plaintext (loopback, or `rpc.insecure`, warned about);
+/// and the certificates that then expire.
 fn rpc_security(
     home: &Home,
     cfg: &NodeConfig,
     genesis: &Genesis,
     node: &PublicKey,
     metrics: &Arc<NodeMetrics>,
-) -> Result<crate::rpc::Security, NodeError> {
+) -> Result<(crate::rpc::Security, ApiCertificates), NodeError> {
     let config_err = |field: &str, reason: String| {
         NodeError::Config(crate::config::ConfigError::invalid(
             &home.config(),
@@ -296,7 +300,7 @@ fn rpc_security(
                 "rpc.insecure: the API serves plaintext, with no caller checked, on an address that is not loopback"
             );
         }
-        return Ok(crate::rpc::Security::Plaintext);
+        return Ok((crate::rpc::Security::Plaintext, Vec::new()));
     }
     let read = |field: &str, path: &str| {
         let p = in_home(home, path);
@@ -318,19 +322,23 @@ fn rpc_security(
     let org = genesis.organization_of(node).map(|o| o.name.clone());
     // What the API depends on and expires: the node's certificate and its
     // organization's CA. Measured, and logged now and twice a day.
-    let mut watched = Vec::new();
+    let mut certificates = Vec::new();
     if let Ok(info) =
         crate::pki::certs_from_pem(&cert, "node").and_then(|c| crate::pki::describe(&c[0]))
     {
-        watched.push(("node", info.not_after));
+        certificates.push(("node", info));
     }
     if let Some(o) = genesis.organization_of(node) {
         if let Ok(info) =
             crate::pki::certs_from_pem(&o.ca_cert, "ca").and_then(|c| crate::pki::describe(&c[0]))
         {
-            watched.push(("org_ca", info.not_after));
+            certificates.push(("org_ca", info));
         }
     }
+    let watched: Vec<(&'static str, u64)> = certificates
+        .iter()
+        .map(|(w, c)| (*w, c.not_after))
+        .collect();
     for (which, not_after) in &watched {
         metrics.set_cert_expiry(which, *not_after);
     }
@@ -344,13 +352,14 @@ fn rpc_security(
         }
     });
     info!(organization = ?org, "the API serves TLS; callers need a certificate of a consortium organization");
-    Ok(crate::rpc::Security::Tls {
+    let security = crate::rpc::Security::Tls {
         config: Arc::new(config),
         policy: Arc::new(
             crate::rpc::auth::AuthPolicy::new(trust, org, metrics.clone())
                 .with_quotas(crate::rpc::quota::Quotas::new(cfg.rpc.quota)),
         ),
-    })
+    };
+    Ok((security, certificates))
 }
 
 /// Days below which a certificate's coming expiry is logged as a warning.
@@ -466,8 +475,19 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         .map_err(|e| NodeError::Server(e.to_string()))?;
     let tx_api = crate::rpc::TxApi::new();
     let query_api = crate::rpc::QueryApi::new();
+    let (security, certificates) = rpc_security(home, &cfg, &genesis, &key.public(), &metrics)?;
+    let operator = crate::rpc::OperatorInfo {
+        organization: genesis
+            .organization_of(&key.public())
+            .map(|o| o.name.clone()),
+        started_at_ms: now_ms().0,
+        config_toml: toml::to_string(&cfg).unwrap_or_default(),
+        data_dir: home.data(),
+        certificates,
+    };
     let services = crate::rpc::Services {
-        node: crate::rpc::NodeApi::new(status_rx.clone(), store.clone(), set.clone()),
+        node: crate::rpc::NodeApi::new(status_rx.clone(), store.clone(), set.clone())
+            .with_operator_info(operator),
         tx: tx_api.clone(),
         query: query_api.clone(),
         sync: crate::rpc::SyncApi::new(store.clone()),
@@ -475,7 +495,6 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
     let mut rpc_shutdown = shutdown_rx.clone();
     // On a runtime of its own: no client work runs on this runtime's threads,
     // which run consensus.
-    let security = rpc_security(home, &cfg, &genesis, &key.public(), &metrics)?;
     let rpc_server = crate::rpc::spawn(
         grpc_listener,
         services,

@@ -15,7 +15,8 @@
 //! | `member`, `node` | what a client may, and `SyncService` (snapshots, chunks, light blocks, block ranges) |
 //! | `admin` | all of the above, and the operator methods of `NodeService` (`GetNodeInfo`) of its own organization's nodes |
 //!
-//! Health and reflection stay open to anyone who completes the handshake.
+//! Health and reflection (v1 and v1alpha) stay open to anyone who completes
+//! the handshake.
 //! Without TLS (loopback, or `rpc.insecure`) nothing is checked.
 
 use std::pin::Pin;

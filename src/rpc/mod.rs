@@ -20,7 +20,7 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 pub use limits::{AddressSlot, Limits, PerAddress, StreamSlots, limited_incoming};
-pub use node_service::{NodeApi, resolve_height, storage_status};
+pub use node_service::{NodeApi, OperatorInfo, resolve_height, storage_status};
 pub use query_service::{QueryApi, proof_to_proto};
 pub use stream::{READ_AHEAD_BYTES, READ_AHEAD_ITEMS, blocking};
 pub use sync_service::{MAX_RANGE, SyncApi};

@@ -1,5 +1,7 @@
-//! The node service: status, blocks, commits and validators.
+//! The node service: status, blocks, commits, validators, evidence, and the
+//! operator's view of the node.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -10,6 +12,7 @@ use crate::codec::Wire;
 use crate::node::{NodeStatus, Store};
 use crate::pb;
 use crate::pb::node_service_server::NodeService;
+use crate::pki::CertInfo;
 use crate::types::{Height, ValidatorSet};
 
 /// Pieces of evidence a `ListEvidence` answer holds when the request does not say.
@@ -23,6 +26,22 @@ pub struct NodeApi {
     status: watch::Receiver<NodeStatus>,
     store: Arc<dyn Store>,
     validators: Arc<ValidatorSet>,
+    operator: Arc<OperatorInfo>,
+}
+
+/// What `GetNodeInfo` tells besides the status, fixed when the node starts.
+#[derive(Clone, Debug, Default)]
+pub struct OperatorInfo {
+    /// The node's organization in the genesis.
+    pub organization: Option<String>,
+    /// When the process started, unix milliseconds.
+    pub started_at_ms: u64,
+    /// The effective configuration, as TOML.
+    pub config_toml: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The API's certificates: `("node" | "org_ca", what it says)`.
+    pub certificates: Vec<(&'static str, CertInfo)>,
 }
 
 impl NodeApi {
@@ -36,6 +55,15 @@ impl NodeApi {
             status,
             store,
             validators,
+            operator: Arc::new(OperatorInfo::default()),
+        }
+    }
+
+    /// The same, answering `GetNodeInfo` with `operator`.
+    pub fn with_operator_info(self, operator: OperatorInfo) -> NodeApi {
+        NodeApi {
+            operator: Arc::new(operator),
+            ..self
         }
     }
 
@@ -165,9 +193,61 @@ impl NodeService for NodeApi {
             total_power: self.validators.total_power(),
         }))
     }
+
+    async fn get_node_info(
+        &self,
+        _req: Request<pb::GetNodeInfoRequest>,
+    ) -> Result<Response<pb::GetNodeInfoResponse>, Status> {
+        let me = self.clone();
+        blocking(move || Ok(me.node_info(std::time::SystemTime::now())))
+            .await
+            .map(Response::new)
+    }
 }
 
 impl NodeApi {
+    /// The answer to `GetNodeInfo` at `now` (sizes the data directory).
+    fn node_info(&self, now: std::time::SystemTime) -> pb::GetNodeInfoResponse {
+        let s = self.status.borrow().clone();
+        let op = &self.operator;
+        pb::GetNodeInfoResponse {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            organization: op.organization.clone().unwrap_or_default(),
+            moniker: s.moniker,
+            node_key: s.node_key.as_bytes().to_vec().into(),
+            is_validator: s.is_validator,
+            started_at_ms: op.started_at_ms,
+            config_toml: op.config_toml.clone(),
+            data_dir: op.data_dir.display().to_string(),
+            data_bytes: dir_bytes(&op.data_dir, 0),
+            certificates: op
+                .certificates
+                .iter()
+                .map(|(which, c)| pb::CertificateInfo {
+                    which: which.to_string(),
+                    name: c.name.clone().unwrap_or_default(),
+                    organization: c.org.clone().unwrap_or_default(),
+                    role: c.role.clone().unwrap_or_default(),
+                    not_after: c.not_after,
+                    days_left: c.days_left(now),
+                })
+                .collect(),
+            peers: s
+                .peers
+                .iter()
+                .map(|p| pb::PeerDetail {
+                    public_key: p.key.as_bytes().to_vec().into(),
+                    name: p.name.clone(),
+                    address: p.address.clone(),
+                    connected: p.connected,
+                    height: p.height.0,
+                })
+                .collect(),
+            sync_phase: s.sync_phase.as_str().to_string(),
+            height: s.height.0,
+        }
+    }
+
     /// The answer to `GetBlock` (reads storage).
     fn block(&self, height: u64) -> Result<pb::GetBlockResponse, Status> {
         let h = self.resolve_height(height)?;
@@ -244,6 +324,24 @@ impl NodeApi {
             truncated,
         })
     }
+}
+
+/// Directory levels [`dir_bytes`] descends (sled's layout is two deep).
+const MAX_DIR_DEPTH: usize = 4;
+
+/// Bytes the files under `dir` take (0 for what cannot be read).
+fn dir_bytes(dir: &Path, depth: usize) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() && depth < MAX_DIR_DEPTH => dir_bytes(&e.path(), depth + 1),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 #[cfg(test)]
