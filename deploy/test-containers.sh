@@ -3,17 +3,27 @@
 #
 # Builds the static binary and the FROM scratch image, generates a network with
 # gen.sh, starts it with compose.yaml and checks, each step bounded in time:
-#   start       the four validators become healthy and produce blocks
+#   start       the four validators become healthy (compose health checks:
+#               `consort health` over TLS with the node's certificate) and
+#               produce blocks
 #   txs         transactions sent to org1 are committed, with proofs, on all four
+#   tls         the nodes serve nothing without a valid certificate: plaintext
+#               fails, TLS without a client certificate or with one of a CA
+#               outside the consortium is UNAUTHENTICATED, a client certificate
+#               calling SyncService is PERMISSION_DENIED (a member's may), a
+#               client checks the node's certificate against the CAs and the
+#               name it dials
 #   metrics     every metric the Grafana dashboard plots is served by a node
 #   kill        docker kill org4: the others go on; restarted, it catches up
 #   split-2-2   org3 and org4 moved off the shared network onto one of their
 #               own (two halves of two): nothing commits on either side, no
 #               fork; reconnected, commits resume within seconds
 #   cut-one     org2 cut off: the other three go on; reconnected, it catches up
-#   joiner      a new member restores a snapshot over gRPC and reaches the tip
+#   joiner      a new member restores a snapshot over gRPC, presenting its
+#               member certificate, and reaches the tip
 #   agreement   every node has the same block at the common tip
-# The consort CLI on the host talks to the nodes through their published ports.
+# The consort CLI on the host talks to the nodes through their published ports,
+# over TLS, as client0 (a certificate of role client issued by org1).
 #
 # It always removes its containers, networks and volumes, prints the logs of a
 # failed step, ends with one summary line and exits non-zero on any failure.
@@ -39,10 +49,14 @@ else
 fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/consort-containers.XXXXXX")"
 net="$work/net"
+# Which certificate each call presents is decided below, call by call; none
+# comes from the caller's environment.
+unset CONSORT_CA CONSORT_CERT CONSORT_KEY
 export CONSORT_NET="$net" CONSORT_IMAGE="$image" COMPOSE_PROJECT_NAME="$project"
 dc() { timeout 120 "${compose[@]}" -p "$project" -f "$here/compose.yaml" "$@"; }
 
 declare -A grpc_port=([org1]=21657 [org2]=22657 [org3]=23657 [org4]=24657 [joiner]=25657)
+declare -A metrics_port=([org1]=21660 [org2]=22660 [org3]=23660 [org4]=24660 [joiner]=25660)
 validators=(org1 org2 org3 org4)
 shared_net="${project}_consortium"
 
@@ -58,8 +72,12 @@ cid() {
     --filter "label=com.docker.compose.service=$1" | head -n1
 }
 
-# consort CLI against a node's published gRPC port; every call is bounded.
-cli() { timeout 10 "$consort" "$@"; }
+# consort CLI against a node's published gRPC port, over TLS as client0;
+# every call is bounded.
+client_tls=(--ca "$net/ca.pem" --cert "$net/clients/client0.pem" --key "$net/clients/client0.key")
+cli() { timeout 10 "$consort" "${client_tls[@]}" "$@"; }
+# The CLI without any TLS setting: plaintext.
+cli_plain() { timeout 10 "$consort" "$@"; }
 status() { cli status --node "127.0.0.1:${grpc_port[$1]}" --json 2>/dev/null; }
 # Latest height, or -1 when the node does not answer.
 height() {
@@ -169,10 +187,25 @@ no_fork() {
 
 client_key() { echo "$net/clients/client$1.json"; }
 
-# send_tx NODE CLIENT NAME VALUE: a record put, waited for; prints the JSON.
+# sign_put NODE CLIENT NAME VALUE: prints the hex of a record put signed with
+# CLIENT's account key, at the account's next nonce as NODE reports it.
+# (`tx put --key` names the account key, and the CLI's global `--key`, the TLS
+# key, is the same flag: a put cannot present a client certificate. So the
+# transaction is signed offline and sent with `tx broadcast`.)
+sign_put() {
+  local pub nonce
+  pub="$(cli_plain keys show --key "$(client_key "$2")" --json | jq -r .public_key)" || return 1
+  nonce="$(cli query account --address "$pub" --node "127.0.0.1:${grpc_port[$1]}" --json | jq -r '.nonce // 0')" || return 1
+  cli_plain tx put --name "$3" --value "$4" --key "$(client_key "$2")" \
+    --sign-only --chain-id consort-compose --nonce "$nonce"
+}
+
+# send_tx NODE CLIENT NAME VALUE [--wait]: a record put; prints the JSON.
 send_tx() {
-  cli tx put --name "$3" --value "$4" --key "$(client_key "$2")" \
-    --node "127.0.0.1:${grpc_port[$1]}" --wait --json
+  local f
+  f="$(mktemp "$work/tx.XXXXXX")"
+  sign_put "$1" "$2" "$3" "$4" >"$f" || { echo "signing failed"; return 1; }
+  cli tx broadcast --file "$f" --node "127.0.0.1:${grpc_port[$1]}" --json "${@:5}"
 }
 
 # committed_on NODE HASH: the node has the transaction, with a valid proof.
@@ -199,6 +232,32 @@ reconnect() {
   done
 }
 
+# capture COMMAND...: runs it; sets rc, out (its stdout) and err (its stderr).
+capture() {
+  local f
+  f="$(mktemp "$work/capture.XXXXXX")"
+  "$@" >"$f.out" 2>"$f.err"
+  rc=$?
+  out="$(<"$f.out")"
+  err="$(<"$f.err")"
+  rm -f "$f" "$f.out" "$f.err"
+}
+first_line() { head -n1 <<<"$1" | cut -c1-220; }
+
+# refusals NODE REASON: how many API calls NODE refused for REASON
+# (no_certificate, unknown_issuer, forbidden, ...), from its metrics.
+refusals() {
+  local body
+  body="$(timeout 10 curl -sf "http://127.0.0.1:${metrics_port[$1]}/metrics")" || return 1
+  awk -v s="consort_api_refused_total{reason=\"$2\"}" '$1 == s { n = $2 } END { print n + 0 }' <<<"$body"
+}
+# all_refusals NODE: the API calls NODE refused, for any reason.
+all_refusals() {
+  local body
+  body="$(timeout 10 curl -sf "http://127.0.0.1:${metrics_port[$1]}/metrics")" || return 1
+  awk '$1 ~ /^consort_api_refused_total[{]/ { n += $2 } END { print n + 0 }' <<<"$body"
+}
+
 # ---- the steps -------------------------------------------------------------
 
 step_build() {
@@ -219,7 +278,8 @@ step_build() {
 step_start() {
   OUT="$net" "$here/gen.sh" "$consort" || return 1
   dc up -d org1 org2 org3 org4 || return 1
-  wait_for 60 "all four healthy (gRPC health SERVING)" all_healthy "${validators[@]}" || return 1
+  log "health check: $(docker inspect -f '{{join .Config.Healthcheck.Test " "}}' "$(cid org1)")"
+  wait_for 60 "all four healthy (gRPC health SERVING, asked over TLS)" all_healthy "${validators[@]}" || return 1
   wait_for 60 "all four past height 2" all_above 2 "${validators[@]}" || return 1
   log "heights: $(heights "${validators[@]}")"
 }
@@ -231,7 +291,7 @@ step_txs() {
   local hashes=()
   t0=$EPOCHREALTIME
   for i in 1 2 3 4 5; do
-    out="$(send_tx org1 0 "key$i" "value$i")" || { fail "tx $i to org1: $out"; return 1; }
+    out="$(send_tx org1 0 "key$i" "value$i" --wait)" || { fail "tx $i to org1: $out"; return 1; }
     hash="$(jq -r .hash <<<"$out")"
     txh="$(jq -r .height <<<"$out")"
     [ "$(jq -r .code <<<"$out")" = 0 ] || { fail "tx $i rejected: $out"; return 1; }
@@ -243,12 +303,130 @@ step_txs() {
     wait_for 20 "tx ${hash:0:12} on all four with a valid proof" \
       committed_on_all "$hash" "${validators[@]}" || return 1
   done
-  pub="$(cli keys show --key "$(client_key 0)" --json | jq -r .public_key)"
+  pub="$(cli_plain keys show --key "$(client_key 0)" --json | jq -r .public_key)"
   out="$(cli query record --owner "$pub" --name key5 --node "127.0.0.1:${grpc_port[org4]}" --prove --genesis "$net/org1/genesis.json" --json)" ||
     { fail "record query on org4: $out"; return 1; }
   [ "$(jq -r '.value + " " + (.verified | tostring)' <<<"$out")" = "value5 true" ] ||
     { fail "org4 record key5: $out"; return 1; }
   log "org4 serves record key5 = value5 with a valid proof"
+}
+
+# The error texts are tonic's descriptions of the gRPC codes:
+unauthenticated='The request does not have valid authentication credentials'  # UNAUTHENTICATED
+permission_denied='The caller does not have permission to execute the specified operation'  # PERMISSION_DENIED
+
+step_tls() {
+  local n node before after hash txh trusted out2 ip plain_err="" foreign="$work/foreign"
+  # Control: over TLS with client0's certificate, org1 answers.
+  capture cli status --node "127.0.0.1:${grpc_port[org1]}" --json
+  [ "$rc" = 0 ] && [ "$(jq -r .height <<<"$out")" -gt 0 ] ||
+    { fail "org1 does not answer client0 over TLS: $(first_line "$err")"; return 1; }
+  log "control: org1 answers client0 (role client of org1) over TLS at height $(jq -r .height <<<"$out")"
+
+  # A plaintext client gets nothing: the node speaks only TLS, so the call
+  # dies in the transport (HTTP/2 cannot read the TLS alert it gets back, or
+  # the client is cut off while it writes: SIGPIPE), never with an answer.
+  for n in "${validators[@]}"; do
+    node="127.0.0.1:${grpc_port[$n]}"
+    capture cli_plain status --node "$node" --json
+    if [ -n "$out" ] || ! { [ "$rc" = 141 ] || { [ "$rc" = 1 ] && grep -qE 'h2 protocol error|transport error' <<<"$err" &&
+      ! grep -qiE 'connection refused|tcp connect' <<<"$err"; }; }; then
+      fail "plaintext status on $n: exit $rc, output '$(first_line "$out")', error '$(first_line "$err")'"
+      return 1
+    fi
+    [ -n "$plain_err" ] || plain_err="$(first_line "$err")"
+    capture cli_plain health --node "$node"
+    if [ -n "$out" ] || [ "$rc" = 0 ]; then
+      fail "plaintext health on $n: exit $rc, output '$(first_line "$out")'"
+      return 1
+    fi
+  done
+  log "plaintext: status and health fail in the transport on all four (e.g. '${plain_err:-killed by SIGPIPE}')"
+
+  node="127.0.0.1:${grpc_port[org1]}"
+  # TLS without a client certificate: health is open (the handshake works),
+  # everything else is UNAUTHENTICATED.
+  capture timeout 10 "$consort" --ca "$net/ca.pem" health --node "$node"
+  [ "$rc" = 0 ] && [ "$out" = serving ] ||
+    { fail "health over TLS without a client certificate: exit $rc, '$out' $(first_line "$err")"; return 1; }
+  before="$(refusals org1 no_certificate)" || { fail "no metrics from org1"; return 1; }
+  capture timeout 10 "$consort" --ca "$net/ca.pem" status --node "$node" --json
+  if [ "$rc" = 0 ] || [ -n "$out" ] || ! grep -qF "error: $unauthenticated: no client certificate" <<<"$err"; then
+    fail "status over TLS without a client certificate: exit $rc, output '$(first_line "$out")', error '$(first_line "$err")'"
+    return 1
+  fi
+  after="$(refusals org1 no_certificate)"
+  [ "$after" -gt "$before" ] || { fail "org1 counted no refusal for no_certificate ($before, then $after)"; return 1; }
+  log "TLS without a client certificate: health serving; status UNAUTHENTICATED ('$(first_line "$err")'); org1 no_certificate refusals $before -> $after"
+
+  # A certificate of a CA outside the consortium: UNAUTHENTICATED. And the
+  # other way round, the client does not trust a node whose CA is not in its
+  # bundle.
+  timeout 30 "$consort" testnet --validators 1 --clients 1 --tls --chain-id foreign --out "$foreign" >/dev/null ||
+    { fail "consort testnet for a foreign PKI"; return 1; }
+  before="$(refusals org1 unknown_issuer)"
+  capture timeout 10 "$consort" --ca "$net/ca.pem" --cert "$foreign/clients/client0.pem" --key "$foreign/clients/client0.key" \
+    status --node "$node" --json
+  if [ "$rc" = 0 ] || [ -n "$out" ] ||
+    ! grep -qF "error: $unauthenticated: the client certificate was not issued by the CA of any organization of the consortium" <<<"$err"; then
+    fail "status with a foreign client certificate: exit $rc, output '$(first_line "$out")', error '$(first_line "$err")'"
+    return 1
+  fi
+  after="$(refusals org1 unknown_issuer)"
+  [ "$after" -gt "$before" ] || { fail "org1 counted no refusal for unknown_issuer ($before, then $after)"; return 1; }
+  log "a client certificate of a foreign CA: UNAUTHENTICATED ('$(first_line "$err")'); org1 unknown_issuer refusals $before -> $after"
+  capture timeout 10 "$consort" --ca "$foreign/ca.pem" --cert "$net/clients/client0.pem" --key "$net/clients/client0.key" \
+    status --node "$node" --json
+  if [ "$rc" = 0 ] || ! grep -qF 'invalid peer certificate: UnknownIssuer' <<<"$err"; then
+    fail "a client trusting only a foreign CA reached org1: exit $rc, error '$(first_line "$err")'"
+    return 1
+  fi
+  log "a client trusting another CA refuses the node: '$(first_line "$err")'"
+
+  # Inside the consortium network the nodes are dialed by service name, which
+  # their certificates carry; by address (not in the certificate) the client
+  # refuses the node.
+  ip="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$shared_net\").IPAddress}}" "$(cid org2)")"
+  [ -n "$ip" ] || { fail "no address of org2 on $shared_net"; return 1; }
+  in_net() {
+    timeout 60 docker run --rm --network "$shared_net" --user 0:0 --label "com.docker.compose.project=$project" \
+      -v "$net:/net:ro" --entrypoint /consort "$image" \
+      --ca /net/ca.pem --cert /net/clients/client0.pem --key /net/clients/client0.key "$@"
+  }
+  capture in_net status --node org2:26657 --json
+  [ "$rc" = 0 ] && [ "$(jq -r .height <<<"$out")" -gt 0 ] ||
+    { fail "org2:26657 from the consortium network: exit $rc, $(first_line "$err")"; return 1; }
+  capture in_net status --node "$ip:26657" --json
+  if [ "$rc" = 0 ] || ! grep -qF "invalid peer certificate: certificate not valid for name \"$ip\"" <<<"$err"; then
+    fail "org2 dialed at $ip:26657, an address its certificate does not name: exit $rc, error '$(first_line "$err")'"
+    return 1
+  fi
+  log "from the consortium network: org2:26657 answers; $ip:26657 is refused by the client ('$(first_line "$err")')"
+
+  # A client certificate may not call SyncService: a proof checked against a
+  # trusted header fetches that header with SyncService/GetLightBlock. The
+  # joiner's member certificate may.
+  out2="$(send_tx org1 3 tls-check sent-over-tls --wait)" || { fail "tx to org1: $out2"; return 1; }
+  hash="$(jq -r .hash <<<"$out2")"
+  txh="$(jq -r .height <<<"$out2")"
+  [ "$(jq -r .code <<<"$out2")" = 0 ] || { fail "tx rejected: $out2"; return 1; }
+  trusted="$(block_hash org1 2)"
+  [ "$trusted" != - ] || { fail "org1 has no block 2"; return 1; }
+  before="$(refusals org1 forbidden)"
+  capture cli query tx --hash "$hash" --node "$node" --prove --trust-height 2 --trust-hash "$trusted" --json
+  if [ "$rc" = 0 ] || [ -n "$out" ] ||
+    ! grep -qF "$permission_denied: role client of organization org1 may not call consort.v1.SyncService/GetLightBlock" <<<"$err"; then
+    fail "client0 calling SyncService: exit $rc, output '$(first_line "$out")', error '$(first_line "$err")'"
+    return 1
+  fi
+  after="$(refusals org1 forbidden)"
+  [ "$after" -gt "$before" ] || { fail "org1 counted no refusal for forbidden ($before, then $after)"; return 1; }
+  log "client0 calling SyncService/GetLightBlock: PERMISSION_DENIED ('$(first_line "$err")'); org1 forbidden refusals $before -> $after"
+  capture timeout 10 "$consort" --ca "$net/ca.pem" --cert "$net/joiner/tls/member.pem" --key "$net/joiner/tls/member.key" \
+    query tx --hash "$hash" --node "$node" --prove --trust-height 2 --trust-hash "$trusted" --json
+  [ "$rc" = 0 ] && [ "$(jq -r '(.verified | tostring) + " " + (.height | tostring)' <<<"$out")" = "true $txh" ] ||
+    { fail "the joiner's member certificate calling SyncService: exit $rc, '$out' $(first_line "$err")"; return 1; }
+  log "the joiner's member certificate: tx ${hash:0:12} proven against the header of height 2 fetched from SyncService"
 }
 
 step_metrics() {
@@ -275,7 +453,7 @@ step_kill() {
   log "killed org4; heights: $(heights org1 org2 org3)"
   wait_for 30 "org1..org3 advance 10 blocks past $h without org4" \
     all_above "$((h + 10))" org1 org2 org3 || return 1
-  out="$(send_tx org2 1 killed org4-down)" || { fail "tx to org2 while org4 is down: $out"; return 1; }
+  out="$(send_tx org2 1 killed org4-down --wait)" || { fail "tx to org2 while org4 is down: $out"; return 1; }
   log "tx sent to org2 while org4 is down committed at height $(jq -r .height <<<"$out")"
   timeout 30 docker start "$(cid org4)" >/dev/null || { fail "docker start org4"; return 1; }
   target="$(height org1)"
@@ -310,8 +488,7 @@ step_split_2_2() {
   log "split: org1+org2 on $shared_net, org3+org4 on $split"
   # The connections across the cut end at the QUIC idle timeout.
   wait_for 40 "each half sees only its own other node" sides_formed || return 1
-  out="$(cli tx put --name split --value sent-during-split --key "$(client_key 2)" \
-    --node "127.0.0.1:${grpc_port[org1]}" --json)" || { fail "tx to org1 during the split: $out"; return 1; }
+  out="$(send_tx org1 2 split sent-during-split)" || { fail "tx to org1 during the split: $out"; return 1; }
   hash="$(jq -r .hash <<<"$out")"
   log "tx ${hash:0:12} accepted by org1 during the split"
   for n in "${validators[@]}"; do at[$n]="$(height "$n")"; done
@@ -366,13 +543,33 @@ step_cut_one() {
 }
 
 step_joiner() {
-  local target st
+  local target st cfg="$net/joiner/config.toml" n
+  declare -A refused
+  # It syncs over TLS as a member: its config presents tls/member.pem, a
+  # member certificate the genesis trusts (SyncService refuses a client's).
+  grep -qx 'tls_ca = "tls/ca.pem"' "$cfg" && grep -qx 'tls_cert = "tls/member.pem"' "$cfg" &&
+    grep -qx 'tls_key = "tls/member.key"' "$cfg" ||
+    { fail "$cfg does not sync with tls/member.pem: $(grep '^tls_' "$cfg" | tr '\n' ' ')"; return 1; }
+  [ "$(cli_plain certs show "$net/joiner/tls/member.pem" --genesis "$net/org1/genesis.json" --json | jq -r .verdict)" = \
+    "trusted: joiner of organization joiner, role member" ] ||
+    { fail "the joiner's member certificate: $(cli_plain certs show "$net/joiner/tls/member.pem" --genesis "$net/org1/genesis.json")"; return 1; }
+  log "the joiner syncs with tls/member.pem: trusted: joiner of organization joiner, role member"
   # The validators snapshot every 100 blocks: let there be one.
   wait_for 120 "chain past height 110 (a snapshot exists)" above org1 110 || return 1
+  for n in "${validators[@]}"; do
+    refused[$n]="$(all_refusals "$n")" || { fail "no metrics from $n"; return 1; }
+  done
   target="$(height org1)"
   dc --profile joiner up -d --no-deps joiner || return 1
   log "started the joiner at org1's height $target"
   wait_for 120 "joiner synced to height $target" joiner_synced "$target" || return 1
+  # None of its calls was refused: every validator's refusal count is as it
+  # was before the joiner started.
+  for n in "${validators[@]}"; do
+    [ "$(all_refusals "$n")" = "${refused[$n]}" ] ||
+      { fail "$n refused API calls while the joiner synced (${refused[$n]}, then $(all_refusals "$n"))"; return 1; }
+  done
+  log "no validator refused a call of the joiner (refusals: $(for n in "${validators[@]}"; do printf '%s=%s ' "$n" "${refused[$n]}"; done))"
   st="$(status joiner)"
   log "joiner: height $(jq -r .height <<<"$st"), lowest stored block $(jq -r .base_height <<<"$st"), phase $(jq -r .sync_phase <<<"$st")"
   [ "$(jq -r .base_height <<<"$st")" -gt 1 ] ||
@@ -515,6 +712,7 @@ if [ "$failed" = 0 ]; then
 fi
 if [ "$failed" = 0 ]; then
   run_step txs 120
+  run_step tls 120
   run_step metrics 30
   run_step kill 240
   run_step split-2-2 120
