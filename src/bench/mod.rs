@@ -118,6 +118,9 @@ pub enum Target {
         keep: bool,
         /// Consensus settings of the nodes.
         consensus: ConsensusConfig,
+        /// Serve the API over TLS with the consortium PKI (the load connects
+        /// with the first organization's admin certificate).
+        tls: bool,
     },
     /// A running network.
     Remote {

@@ -89,9 +89,11 @@ pub async fn setup(
             base_port,
             keep,
             consensus,
+            tls,
         } => {
             let mut s = spec(*validators, members, *base_port, dir.clone());
             s.consensus = consensus.clone();
+            s.tls = *tls;
             s.extra_accounts = accounts as u64;
             adjust(&mut s);
             let d = crate::config::ConsensusConfig::default();
@@ -101,7 +103,12 @@ pub async fn setup(
                 "default timeouts".to_string()
             } else {
                 "minimal timeouts".to_string()
-            } + &format!(", max_block_txs {}", s.consensus.max_block_txs);
+            } + &format!(", max_block_txs {}", s.consensus.max_block_txs)
+                + if s.tls {
+                    ", API over TLS"
+                } else {
+                    ", API in plaintext"
+                };
             // Every client of a local network is on 127.0.0.1: the load's own
             // connections and streams, beside the observers', must fit the
             // per-address limits.
@@ -109,9 +116,25 @@ pub async fn setup(
             let edit = move |i: usize, nodes: &[crate::testnet::NodeEntry], c: &mut NodeConfig| {
                 c.rpc.max_connections_per_address = c.rpc.max_connections_per_address.max(room);
                 c.rpc.max_streams_per_address = c.rpc.max_streams_per_address.max(room);
+                // The whole load uses one certificate: its quota is not what
+                // is measured.
+                let q = &mut c.rpc.quota.admin;
+                q.requests_per_sec = q.requests_per_sec.max(1_000_000);
+                q.streams = q.streams.max(room as u32);
+                q.submit_bytes_per_sec = q.submit_bytes_per_sec.max(1 << 30);
                 edit(i, nodes, c)
             };
             let mut net = LocalNet::generate(&s, exe.clone(), *keep, edit)?;
+            if s.tls {
+                let org = s.out.join("orgs").join(&net.nodes[0].name);
+                let tls = crate::pki::ClientTls::load(
+                    &s.out.join("ca.pem"),
+                    Some(&org.join("admin.pem")),
+                    Some(&org.join("admin.key")),
+                )
+                .map_err(|e| BenchError::Setup(format!("the admin certificate: {e}")))?;
+                crate::client::set_default_tls(tls);
+            }
             let idx: Vec<usize> = (0..*validators).collect();
             start_all(&mut net, idx.iter().copied())?;
             net.wait_height(&idx, 2, Duration::from_secs(120)).await?;

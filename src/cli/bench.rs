@@ -90,6 +90,10 @@ pub struct BenchArgs {
     /// Most transactions per block of a local network (default: the config's).
     #[arg(long)]
     max_block_txs: Option<usize>,
+    /// Serve a local network's API over TLS 1.3 with client certificates (the
+    /// consortium PKI); for --nodes, give --ca/--cert/--key instead.
+    #[arg(long, requires = "local")]
+    tls: bool,
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
@@ -143,6 +147,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
                 base_port: a.base_port,
                 keep: a.keep,
                 consensus,
+                tls: a.tls,
             }
         }
         (None, false) => Target::Remote {
