@@ -10,7 +10,7 @@
 #   tls         the nodes serve nothing without a valid certificate: plaintext
 #               fails, TLS without a client certificate or with one of a CA
 #               outside the consortium is UNAUTHENTICATED, a client certificate
-#               calling SyncService is PERMISSION_DENIED (a member's may), a
+#               listing snapshots is PERMISSION_DENIED (a member's may), a
 #               client checks the node's certificate against the CAs and the
 #               name it dials
 #   metrics     every metric the Grafana dashboard plots is served by a node
@@ -187,25 +187,12 @@ no_fork() {
 
 client_key() { echo "$net/clients/client$1.json"; }
 
-# sign_put NODE CLIENT NAME VALUE: prints the hex of a record put signed with
-# CLIENT's account key, at the account's next nonce as NODE reports it.
-# (`tx put --key` names the account key, and the CLI's global `--key`, the TLS
-# key, is the same flag: a put cannot present a client certificate. So the
-# transaction is signed offline and sent with `tx broadcast`.)
-sign_put() {
-  local pub nonce
-  pub="$(cli_plain keys show --key "$(client_key "$2")" --json | jq -r .public_key)" || return 1
-  nonce="$(cli query account --address "$pub" --node "127.0.0.1:${grpc_port[$1]}" --json | jq -r '.nonce // 0')" || return 1
-  cli_plain tx put --name "$3" --value "$4" --key "$(client_key "$2")" \
-    --sign-only --chain-id consort-compose --nonce "$nonce"
-}
-
-# send_tx NODE CLIENT NAME VALUE [--wait]: a record put; prints the JSON.
+# send_tx NODE CLIENT NAME VALUE [--wait]: a record put signed with CLIENT's
+# account key (--signer), sent over TLS with client0's certificate; prints the
+# JSON.
 send_tx() {
-  local f
-  f="$(mktemp "$work/tx.XXXXXX")"
-  sign_put "$1" "$2" "$3" "$4" >"$f" || { echo "signing failed"; return 1; }
-  cli tx broadcast --file "$f" --node "127.0.0.1:${grpc_port[$1]}" --json "${@:5}"
+  cli tx put --name "$3" --value "$4" --signer "$(client_key "$2")" \
+    --node "127.0.0.1:${grpc_port[$1]}" --json "${@:5}"
 }
 
 # committed_on NODE HASH: the node has the transaction, with a valid proof.
@@ -303,7 +290,7 @@ step_txs() {
     wait_for 20 "tx ${hash:0:12} on all four with a valid proof" \
       committed_on_all "$hash" "${validators[@]}" || return 1
   done
-  pub="$(cli_plain keys show --key "$(client_key 0)" --json | jq -r .public_key)"
+  pub="$(cli_plain keys show --file "$(client_key 0)" --json | jq -r .public_key)"
   out="$(cli query record --owner "$pub" --name key5 --node "127.0.0.1:${grpc_port[org4]}" --prove --genesis "$net/org1/genesis.json" --json)" ||
     { fail "record query on org4: $out"; return 1; }
   [ "$(jq -r '.value + " " + (.verified | tostring)' <<<"$out")" = "value5 true" ] ||
@@ -403,30 +390,34 @@ step_tls() {
   fi
   log "from the consortium network: org2:26657 answers; $ip:26657 is refused by the client ('$(first_line "$err")')"
 
-  # A client certificate may not call SyncService: a proof checked against a
-  # trusted header fetches that header with SyncService/GetLightBlock. The
-  # joiner's member certificate may.
+  # A client certificate may not list the snapshots (SyncService serves
+  # member nodes); the joiner's member certificate may. A client may fetch a
+  # light block, and checks a proof against a header it trusts.
+  before="$(refusals org1 forbidden)"
+  capture cli query snapshots --node "$node" --json
+  if [ "$rc" = 0 ] || [ -n "$out" ] ||
+    ! grep -qF "$permission_denied: role client of organization org1 may not call consort.v1.SyncService/ListSnapshots" <<<"$err"; then
+    fail "client0 listing snapshots: exit $rc, output '$(first_line "$out")', error '$(first_line "$err")'"
+    return 1
+  fi
+  after="$(refusals org1 forbidden)"
+  [ "$after" -gt "$before" ] || { fail "org1 counted no refusal for forbidden ($before, then $after)"; return 1; }
+  log "client0 calling SyncService/ListSnapshots: PERMISSION_DENIED ('$(first_line "$err")'); org1 forbidden refusals $before -> $after"
+  capture timeout 10 "$consort" --ca "$net/ca.pem" --cert "$net/joiner/tls/member.pem" --key "$net/joiner/tls/member.key" \
+    query snapshots --node "$node" --json
+  [ "$rc" = 0 ] && [ "$(jq -r 'length' <<<"$out")" -ge 1 ] ||
+    { fail "the joiner's member certificate listing snapshots: exit $rc, '$out' $(first_line "$err")"; return 1; }
+  log "the joiner's member certificate lists $(jq -r 'length' <<<"$out") snapshot(s) of org1"
   out2="$(send_tx org1 3 tls-check sent-over-tls --wait)" || { fail "tx to org1: $out2"; return 1; }
   hash="$(jq -r .hash <<<"$out2")"
   txh="$(jq -r .height <<<"$out2")"
   [ "$(jq -r .code <<<"$out2")" = 0 ] || { fail "tx rejected: $out2"; return 1; }
   trusted="$(block_hash org1 2)"
   [ "$trusted" != - ] || { fail "org1 has no block 2"; return 1; }
-  before="$(refusals org1 forbidden)"
   capture cli query tx --hash "$hash" --node "$node" --prove --trust-height 2 --trust-hash "$trusted" --json
-  if [ "$rc" = 0 ] || [ -n "$out" ] ||
-    ! grep -qF "$permission_denied: role client of organization org1 may not call consort.v1.SyncService/GetLightBlock" <<<"$err"; then
-    fail "client0 calling SyncService: exit $rc, output '$(first_line "$out")', error '$(first_line "$err")'"
-    return 1
-  fi
-  after="$(refusals org1 forbidden)"
-  [ "$after" -gt "$before" ] || { fail "org1 counted no refusal for forbidden ($before, then $after)"; return 1; }
-  log "client0 calling SyncService/GetLightBlock: PERMISSION_DENIED ('$(first_line "$err")'); org1 forbidden refusals $before -> $after"
-  capture timeout 10 "$consort" --ca "$net/ca.pem" --cert "$net/joiner/tls/member.pem" --key "$net/joiner/tls/member.key" \
-    query tx --hash "$hash" --node "$node" --prove --trust-height 2 --trust-hash "$trusted" --json
   [ "$rc" = 0 ] && [ "$(jq -r '(.verified | tostring) + " " + (.height | tostring)' <<<"$out")" = "true $txh" ] ||
-    { fail "the joiner's member certificate calling SyncService: exit $rc, '$out' $(first_line "$err")"; return 1; }
-  log "the joiner's member certificate: tx ${hash:0:12} proven against the header of height 2 fetched from SyncService"
+    { fail "client0 proving tx ${hash:0:12} against a trusted header: exit $rc, '$out' $(first_line "$err")"; return 1; }
+  log "client0: tx ${hash:0:12} proven against the header of height 2 (GetLightBlock)"
 }
 
 step_metrics() {

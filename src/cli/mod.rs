@@ -197,14 +197,14 @@ enum KeysCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Show a node's public key (from --home) or a key file's (--key).
+    /// Show a node's public key (from --home) or a key file's (--file).
     Show {
         /// Node home.
-        #[arg(long, conflicts_with = "key")]
+        #[arg(long, conflicts_with = "file")]
         home: Option<PathBuf>,
         /// A key file.
         #[arg(long)]
-        key: Option<PathBuf>,
+        file: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -289,7 +289,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tx { what } => runtime()?.block_on(tx::run(what)),
         Command::Certs { what } => certs::run(what),
         Command::Keys { what } => match what {
-            KeysCommand::Show { home, key, json } => keys_show(home, key, json),
+            KeysCommand::Show { home, file, json } => keys_show(home, file, json),
             KeysCommand::NewClient { out } => {
                 let k = Keypair::generate();
                 write_key(&out, &k)?;
@@ -455,7 +455,7 @@ fn keys_show(home: Option<PathBuf>, key: Option<PathBuf>, json: bool) -> Result<
     let path = match (home, key) {
         (Some(h), None) => Home::new(h).node_key(),
         (None, Some(k)) => k,
-        _ => bail!("give --home DIR or --key FILE"),
+        _ => bail!("give --home DIR or --file FILE"),
     };
     let k = read_key(&path)?;
     if json {

@@ -58,6 +58,16 @@ impl TrustArgs {
 
 #[derive(Subcommand)]
 pub enum QueryCommand {
+    /// The state snapshots a node serves to joining nodes (a `member`,
+    /// `node` or `admin` certificate).
+    Snapshots {
+        /// gRPC address of the node.
+        #[arg(long, default_value = "127.0.0.1:26657")]
+        node: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A block and its header.
     Block {
         /// Height (0 = latest).
@@ -343,6 +353,48 @@ fn key(k: &PublicKey) -> String {
 /// Runs a query.
 pub async fn run(q: QueryCommand) -> Result<()> {
     match q {
+        QueryCommand::Snapshots {
+            node,
+            json: as_json,
+        } => {
+            let c = Client::connect(&node).await?;
+            let list = consort::pb::sync_service_client::SyncServiceClient::new(c.channel())
+                .list_snapshots(consort::pb::ListSnapshotsRequest {})
+                .await
+                .map_err(consort::client::ClientError::from)?
+                .into_inner()
+                .snapshots;
+            if as_json {
+                let v: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "height": s.height,
+                            "format": s.format,
+                            "chunks": s.chunks,
+                            "entries": s.entries,
+                            "bytes": s.bytes,
+                            "state_root": hex_or_empty(&s.state_root),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for s in &list {
+                    println!(
+                        "height {:<10} {:>6} chunks {:>10} entries {:>12} bytes  root {}",
+                        s.height,
+                        s.chunks,
+                        s.entries,
+                        s.bytes,
+                        hex_or_empty(&s.state_root)
+                    );
+                }
+                if list.is_empty() {
+                    println!("no snapshot");
+                }
+            }
+        }
         QueryCommand::Block {
             height,
             node,

@@ -15,9 +15,9 @@ use consort::types::{Hash, PublicKey};
 
 #[derive(Args)]
 pub struct SignArgs {
-    /// The client key file.
-    #[arg(long)]
-    key: PathBuf,
+    /// The signing account's key file (`--key` is the TLS key).
+    #[arg(long, value_name = "KEY_FILE")]
+    signer: PathBuf,
     /// gRPC address of a node.
     #[arg(long, default_value = "127.0.0.1:26657")]
     node: String,
@@ -122,7 +122,7 @@ pub async fn run(cmd: TxCommand) -> Result<()> {
 }
 
 async fn sign_and_send(action: Action, a: SignArgs) -> Result<()> {
-    let key = read_key(&a.key)?;
+    let key = read_key(&a.signer)?;
     action.check()?;
     let needs_node = a.chain_id.is_none() || a.nonce.is_none() || !a.sign_only;
     let client = if needs_node {

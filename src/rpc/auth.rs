@@ -11,8 +11,8 @@
 //!
 //! | role | may call |
 //! |---|---|
-//! | `client` | `TxService`, `QueryService`, `NodeService` (status, blocks, commits, validators, evidence) |
-//! | `member`, `node` | what a client may, and `SyncService` (snapshots, chunks, light blocks, block ranges) |
+//! | `client` | `TxService`, `QueryService`, `NodeService` (status, blocks, commits, validators, evidence), `SyncService.GetLightBlock` |
+//! | `member`, `node` | what a client may, and the rest of `SyncService` (snapshots, manifests, chunks, block ranges) |
 //! | `admin` | all of the above, and the operator methods of `NodeService` (`GetNodeInfo`) of its own organization's nodes |
 //!
 //! Health and reflection (v1 and v1alpha) stay open to anyone who completes
@@ -51,6 +51,9 @@ pub enum Access {
 /// The operator methods: `admin` of the node's own organization only.
 pub const OPERATOR_METHODS: [&str; 1] = ["/consort.v1.NodeService/GetNodeInfo"];
 
+/// The one method of `SyncService` open to every role.
+pub const LIGHT_BLOCK_METHOD: &str = "/consort.v1.SyncService/GetLightBlock";
+
 /// What the method at `path` (`/package.Service/Method`) needs.
 pub fn access(path: &str) -> Access {
     if path.starts_with("/grpc.health.v1.Health/")
@@ -60,6 +63,10 @@ pub fn access(path: &str) -> Access {
         Access::Open
     } else if OPERATOR_METHODS.contains(&path) {
         Access::OwnAdmin
+    } else if path == LIGHT_BLOCK_METHOD {
+        // A header, its commit and validators: what any client needs to
+        // check a proof against a header it trusts.
+        Access::AnyRole
     } else if path.starts_with("/consort.v1.SyncService/") {
         Access::Member
     } else {
@@ -389,7 +396,9 @@ mod tests {
     fn expected(caller: &str, method: &str) -> Result<(), tonic::Code> {
         use tonic::Code::{PermissionDenied, Unauthenticated};
         let open = method.starts_with("/grpc.");
-        let sync = method.contains("SyncService");
+        // A light block (header, commit, validators) is what any client
+        // needs to check a proof against a trusted header.
+        let sync = method.contains("SyncService") && !method.ends_with("GetLightBlock");
         let operator = method.ends_with("GetNodeInfo");
         match caller {
             _ if open => Ok(()),
