@@ -24,8 +24,8 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use rustls::pki_types::{CertificateDer, UnixTime};
 
@@ -316,7 +316,14 @@ impl OrgCa {
             .distinguished_name
             .push(DnType::OrganizationalUnitName, role.as_str());
         params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::ExplicitNoCa;
+        // Basic constraints CA:FALSE, critical, in DER: an empty SEQUENCE (cA
+        // is DEFAULT FALSE, so DER leaves it out). rcgen's `ExplicitNoCa`
+        // writes the FALSE out, which BoringSSL (grpcio, Chromium), Python's
+        // cryptography and other strict parsers refuse.
+        params.is_ca = IsCa::NoCa;
+        let mut not_ca = CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+        not_ca.set_criticality(true);
+        params.custom_extensions.push(not_ca);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = match role {
             // A node's certificate serves TLS and also identifies the node

@@ -32,6 +32,30 @@ fn a_certificate_is_known_by_its_organization_and_role() {
 }
 
 #[test]
+fn issued_certificates_are_der() {
+    // Strict parsers (BoringSSL in grpcio, Python's cryptography) refuse a
+    // DEFAULT value written out, such as basic constraints with cA FALSE.
+    let org = OrgCa::generate("org1").unwrap();
+    for role in Role::ALL {
+        let issued = org.issue(role, "app", &IssueOptions::days(30)).unwrap();
+        let der = chain(&issued).remove(0);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let bc: Vec<_> = cert
+            .extensions()
+            .iter()
+            .filter(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_BASIC_CONSTRAINTS)
+            .collect();
+        assert_eq!(bc.len(), 1, "{role:?}");
+        assert!(bc[0].critical);
+        assert_eq!(
+            bc[0].value,
+            &[0x30, 0x00],
+            "{role:?}: CA:FALSE as DER has it"
+        );
+    }
+}
+
+#[test]
 fn refusals_say_why() {
     let org1 = OrgCa::generate("org1").unwrap();
     let stranger = OrgCa::generate("org1").unwrap(); // same name, another key

@@ -329,6 +329,18 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
+/// The subjects of the consortium's CAs, which the server names when it asks
+/// for a client certificate: each a DER `Name`, outer SEQUENCE included (as
+/// TLS has it; webpki gives the contents only). A client that parses them,
+/// as BoringSSL in grpcio does, fails the handshake on anything else.
+fn root_hints(trust: &TrustStore) -> Vec<DistinguishedName> {
+    trust
+        .ca_ders()
+        .filter_map(|(_, der)| webpki::anchor_from_trusted_cert(der).ok())
+        .map(|anchor| DistinguishedName::in_sequence(anchor.subject.as_ref()))
+        .collect()
+}
+
 /// The server's TLS 1.3 configuration: its certificate chain and key (PEM),
 /// client certificates asked for (with the consortium's CAs as hints) and
 /// judged later, ALPN `h2`.
@@ -342,14 +354,8 @@ pub fn server_config(
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| TlsSetupError::Key(e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut hints = Vec::new();
-    for (_, der) in trust.ca_ders() {
-        if let Ok(anchor) = webpki::anchor_from_trusted_cert(der) {
-            hints.push(DistinguishedName::from(anchor.subject.to_vec()));
-        }
-    }
     let verifier = AnyClientCertificate {
-        hints,
+        hints: root_hints(trust),
         algorithms: provider.signature_verification_algorithms,
     };
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -492,5 +498,23 @@ mod tests {
             e.message().contains("role client") && e.message().contains("GetChunk"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn certificate_request_names_the_cas_as_der_names() {
+        use x509_parser::prelude::FromDer as _;
+        let org1 = OrgCa::generate("org1").unwrap();
+        let org2 = OrgCa::generate("org2").unwrap();
+        let trust = TrustStore::new([(org1.org(), org1.cert_pem()), (org2.org(), org2.cert_pem())])
+            .unwrap();
+        let hints = root_hints(&trust);
+        assert_eq!(hints.len(), 2);
+        for (hint, ca) in hints.iter().zip([&org1, &org2]) {
+            let der = crate::pki::certs_from_pem(ca.cert_pem(), "ca").unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
+            let (rest, name) = x509_parser::x509::X509Name::from_der(hint.as_ref()).unwrap();
+            assert!(rest.is_empty());
+            assert_eq!(name.as_raw(), cert.subject().as_raw());
+        }
     }
 }
