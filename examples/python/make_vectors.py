@@ -70,7 +70,7 @@ def generate(binary: str) -> dict:
             key = Ed25519PrivateKey.from_private_bytes(seed)
             key_file.write_text(json.dumps(
                 {"public_key": consort_tx.public_key(key).hex(), "secret_seed": seed.hex()}))
-            cmd = [binary, "tx", *cli_args(spec), "--key", str(key_file),
+            cmd = [binary, "tx", *cli_args(spec), "--signer", str(key_file),
                    "--chain-id", chain_id, "--nonce", str(nonce), "--sign-only"]
             # No TLS settings from the environment: signing reaches no node.
             env = {"PATH": "/usr/bin:/bin"}
