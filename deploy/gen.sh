@@ -72,7 +72,10 @@ done
 grep -q '^tls_cert = "tls/member.pem"$' "$out/joiner/config.toml" &&
   grep -q '^tls_ca = "tls/ca.pem"$' "$out/joiner/config.toml" ||
   { echo "error: the joiner does not state-sync over TLS with its member certificate" >&2; exit 1; }
-"$consort" certs show "$out/joiner/tls/member.pem" | grep -qE '^role +member$' ||
+# (Read whole, then matched: `grep -q` in a pipe may close it before consort
+# has written, and pipefail would count that as a failure.)
+member_cert="$("$consort" certs show "$out/joiner/tls/member.pem")"
+grep -qE '^role +member$' <<<"$member_cert" ||
   { echo "error: $out/joiner/tls/member.pem is not a member certificate" >&2; exit 1; }
 for i in 0 1 2 3; do
   [ -f "$out/clients/client$i.pem" ] && [ -f "$out/clients/client$i.key" ] ||

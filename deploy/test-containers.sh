@@ -405,9 +405,10 @@ step_tls() {
   log "client0 calling SyncService/ListSnapshots: PERMISSION_DENIED ('$(first_line "$err")'); org1 forbidden refusals $before -> $after"
   capture timeout 10 "$consort" --ca "$net/ca.pem" --cert "$net/joiner/tls/member.pem" --key "$net/joiner/tls/member.key" \
     query snapshots --node "$node" --json
-  [ "$rc" = 0 ] && [ "$(jq -r 'length' <<<"$out")" -ge 1 ] ||
+  # (The first snapshot is taken at height 100: the list may still be empty.)
+  [ "$rc" = 0 ] && [ "$(jq -r 'type' <<<"$out")" = array ] ||
     { fail "the joiner's member certificate listing snapshots: exit $rc, '$out' $(first_line "$err")"; return 1; }
-  log "the joiner's member certificate lists $(jq -r 'length' <<<"$out") snapshot(s) of org1"
+  log "the joiner's member certificate lists the snapshots of org1 ($(jq -r 'length' <<<"$out") so far)"
   out2="$(send_tx org1 3 tls-check sent-over-tls --wait)" || { fail "tx to org1: $out2"; return 1; }
   hash="$(jq -r .hash <<<"$out2")"
   txh="$(jq -r .height <<<"$out2")"
