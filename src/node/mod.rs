@@ -16,7 +16,20 @@ pub mod blocks;
 pub mod catchup;
 pub mod error;
 pub mod evidence;
+#[cfg(feature = "faults")]
 mod faulty;
+#[cfg(not(feature = "faults"))]
+mod faulty {
+    //! A build without the `faults` feature: the one question the honest
+    //! runtime asks of the misbehaviour, always answered no.
+
+    impl super::actor::Actor {
+        /// Whether to leave a block request unanswered: never.
+        pub(super) fn withholds_blocks(&self) -> bool {
+            false
+        }
+    }
+}
 pub mod gossip;
 pub mod notify;
 pub mod peer_fault;
@@ -654,7 +667,10 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
             chunk_bytes: cfg.sync.chunk_bytes,
         },
     ));
+    #[cfg(feature = "faults")]
     let faults = crate::faults::Faults::from_env();
+    #[cfg(not(feature = "faults"))]
+    crate::faults::report_unavailable();
     let mut actor = actor::Actor {
         core,
         rules,
@@ -692,8 +708,11 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         bad_tx_tx,
         bad_tx_rx,
         snapshotter,
+        #[cfg(feature = "faults")]
         fault_key: faults.signs_outside_the_core().then(|| key.clone()),
+        #[cfg(feature = "faults")]
         faults,
+        #[cfg(feature = "faults")]
         fault_tick: 0,
     };
     metrics.height.set(latest.0 as i64);

@@ -324,6 +324,7 @@ pub async fn run(
             .append(&block, &target.commit, &encode_outcome(&[], &[]))
             .map_err(storage)?;
     }
+    #[cfg(feature = "faults")]
     crate::faults::crash_point("state-sync-block-appended");
     if state.committed().0 < height {
         // No change of entries: only the applied height, in the state and on disk.
@@ -337,6 +338,7 @@ pub async fn run(
             .and_then(|_| backend.flush())
             .map_err(|e| StateSyncError::Storage(e.to_string()))?;
     }
+    #[cfg(feature = "faults")]
     crate::faults::crash_point("state-sync-state-flushed");
     store.meta.meta_put(TARGET_KEY, &[]).map_err(storage)?;
     progress.finish_state_sync();
@@ -619,6 +621,7 @@ async fn fetcher(
 ) {
     let height = manifest.height;
     let mut failures = 0;
+    #[cfg(feature = "faults")]
     let throttle = Duration::from_millis(crate::faults::Faults::from_env().sync_throttle_ms);
     loop {
         // Held until the chunk is written (or given back).
@@ -728,6 +731,7 @@ async fn fetcher(
                     }
                 }
                 progress.chunk_done(size as u64, started.elapsed());
+                #[cfg(feature = "faults")]
                 if !throttle.is_zero() {
                     tokio::time::sleep(throttle).await;
                 }
