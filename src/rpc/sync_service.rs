@@ -1,8 +1,9 @@
 //! The sync service: snapshots, light blocks and block ranges for nodes that
 //! catch up.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -70,7 +71,7 @@ impl SyncApi {
     fn snapshots(&self) -> Result<pb::ListSnapshotsResponse, Status> {
         let mut heights = self.store.snapshot_heights().map_err(storage_status)?;
         heights.reverse();
-        let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut listed = self.listed.lock();
         // Forget deleted snapshots.
         listed.retain(|h, _| heights.contains(&Height(*h)));
         let mut snapshots = Vec::new();

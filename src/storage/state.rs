@@ -5,8 +5,9 @@
 //! empty key holds the applied height (8 bytes, big-endian), written in the same
 //! batch as the changes of that height.
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::StorageError;
 use super::engine::{Engine, TreeId};
@@ -198,16 +199,16 @@ impl<E: Engine> StateBackend for StateTree<E> {
 #[derive(Debug, Default)]
 pub struct MemBackend {
     inner: RwLock<(BTreeMap<Hash, Entry>, Height)>,
-    restore_progress: std::sync::Mutex<Vec<u8>>,
+    restore_progress: parking_lot::Mutex<Vec<u8>>,
 }
 
 impl MemBackend {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, (BTreeMap<Hash, Entry>, Height)> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, (BTreeMap<Hash, Entry>, Height)> {
+        self.inner.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, (BTreeMap<Hash, Entry>, Height)> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> parking_lot::RwLockWriteGuard<'_, (BTreeMap<Hash, Entry>, Height)> {
+        self.inner.write()
     }
 }
 
@@ -251,18 +252,11 @@ impl StateBackend for MemBackend {
     }
 
     fn restore_progress(&self) -> Result<Vec<u8>, StateError> {
-        Ok(self
-            .restore_progress
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone())
+        Ok(self.restore_progress.lock().clone())
     }
 
     fn set_restore_progress(&self, done: &[u8]) -> Result<(), StateError> {
-        *self
-            .restore_progress
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = done.to_vec();
+        *self.restore_progress.lock() = done.to_vec();
         Ok(())
     }
 

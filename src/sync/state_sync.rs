@@ -18,8 +18,9 @@
 //! genesis; a server that does not answer is given up after a timeout, so
 //! nothing here can hang.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -597,7 +598,7 @@ async fn restore_chunks(
         .await
         .map_err(|e| StateSyncError::Storage(e.to_string()))?
         .map_err(|e| StateSyncError::Storage(e.to_string()))?;
-    let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+    let mut w = work.lock();
     if w.remaining > 0 {
         return Err(StateSyncError::Failed {
             height,
@@ -629,7 +630,7 @@ async fn fetcher(
             return;
         };
         let index = {
-            let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = work.lock();
             if w.dropped[si] {
                 return;
             }
@@ -639,7 +640,7 @@ async fn fetcher(
             }
         };
         let put_back = |work: &Mutex<Work>, drop_server: bool| {
-            let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = work.lock();
             w.queue.push_back(index);
             if drop_server {
                 w.dropped[si] = true;
@@ -705,7 +706,7 @@ async fn fetcher(
             // Marked once its entries are written: any progress recorded from
             // now on (by this fetcher or another) is flushed with them.
             let (done, flush) = {
-                let mut w = w2.lock().unwrap_or_else(|e| e.into_inner());
+                let mut w = w2.lock();
                 w.done[index as usize] = 1;
                 w.unflushed += 1;
                 let flush = w.unflushed >= FLUSH_EVERY_CHUNKS;
@@ -724,7 +725,7 @@ async fn fetcher(
         match written {
             Ok(Ok(())) => {
                 {
-                    let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut w = work.lock();
                     w.remaining -= 1;
                     for (slot, l) in w.leaves.iter_mut().skip(first).zip(leaves) {
                         *slot = Some(l);

@@ -6,8 +6,9 @@
 //! backend: a bucket's root needs all of its leaves, and reading them back was
 //! a range scan per touched bucket, the slowest operation of the store.
 
+use parking_lot::RwLock;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::backend::{AsLeaf, Change, Entry, StateBackend, StateError, bucket_start};
 use super::smt::{self, BUCKET_BITS, BUCKETS, Leaf, StateProof, TopNode, TopTree};
@@ -126,8 +127,8 @@ impl CommittedState {
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, Inner> {
+        self.inner.read()
     }
 
     /// Height and root of the committed state.
@@ -197,7 +198,7 @@ impl CommittedState {
 
     /// Applies prepared changes as block `height`.
     pub fn apply(&self, height: Height, prepared: &PreparedChanges) -> Result<Hash, StateError> {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.inner.write();
         // Copy on write for a snapshot in progress: keep what each changed entry
         // was at the snapshot's height.
         let mut abandon = false;
@@ -258,7 +259,7 @@ impl CommittedState {
     /// Freezes a view of the committed state for a snapshot; `None` if one is
     /// already being taken.
     pub fn begin_snapshot(&self) -> Option<(Height, Hash, Vec<TopNode>)> {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.inner.write();
         if g.freeze.is_some() {
             return None;
         }
@@ -315,7 +316,7 @@ impl CommittedState {
 
     /// Ends the snapshot of `height`.
     pub fn end_snapshot(&self, height: Height) {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.inner.write();
         if g.freeze.as_ref().is_some_and(|f| f.height == height) {
             g.freeze = None;
         }
