@@ -87,7 +87,7 @@ pub enum JobDone {
         /// Round.
         round: Round,
         /// The block and its execution, or why building failed.
-        result: Result<(Block, Execution), String>,
+        result: Result<(Block, Execution), super::blocks::InvalidBlock>,
     },
     /// A proposed block was checked.
     Validated {
@@ -96,7 +96,7 @@ pub enum JobDone {
         /// The block.
         block_id: BlockId,
         /// Its execution, or why it is invalid.
-        result: Result<Execution, String>,
+        result: Result<Execution, super::blocks::InvalidBlock>,
     },
 }
 
@@ -346,9 +346,7 @@ impl Actor {
         let invalid = self.faults.propose_invalid_tx;
         tokio::task::spawn_blocking(move || {
             #[cfg_attr(not(feature = "faults"), allow(unused_mut))]
-            let mut result = rules
-                .build(height, proposer, txs, evidence)
-                .map_err(|e| e.to_string());
+            let mut result = rules.build(height, proposer, txs, evidence);
             #[cfg(feature = "faults")]
             if invalid {
                 if let Ok((block, _)) = &mut result {
@@ -373,7 +371,7 @@ impl Actor {
         let tx = self.jobs_tx.clone();
         tokio::task::spawn_blocking(move || {
             let block_id = block.id();
-            let result = rules.validate(height, &block).map_err(|e| e.to_string());
+            let result = rules.validate(height, &block);
             let _ = tx.send(JobDone::Validated {
                 height,
                 block_id,

@@ -122,10 +122,14 @@ impl NodeHandle {
     }
 }
 
-async fn bind_tcp(addr: &str, what: &str) -> Result<TcpListener, NodeError> {
+async fn bind_tcp(addr: &str, what: &'static str) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| NodeError::Server(format!("cannot listen for {what} on {addr}: {e}")))
+        .map_err(|source| NodeError::Listen {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Replays logged state deltas the application has not applied yet, checking
@@ -485,7 +489,11 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
     let grpc_listener = bind_tcp(&cfg.rpc.listen, "gRPC").await?;
     let grpc_addr = grpc_listener
         .local_addr()
-        .map_err(|e| NodeError::Server(e.to_string()))?;
+        .map_err(|source| NodeError::Listen {
+            what: "gRPC",
+            addr: cfg.rpc.listen.clone(),
+            source,
+        })?;
     let tx_api = crate::rpc::TxApi::new();
     let query_api = crate::rpc::QueryApi::new();
     let (security, certificates) = rpc_security(home, &cfg, &genesis, &key.public(), &metrics)?;
@@ -517,7 +525,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
             let _ = rpc_shutdown.wait_for(|s| *s).await;
         },
     )
-    .map_err(|e| NodeError::Server(e.to_string()))?;
+    .map_err(NodeError::Server)?;
     let metrics_cell: Arc<std::sync::OnceLock<Network>> = Arc::new(std::sync::OnceLock::new());
     let mut metrics_addr = None;
     let mut metrics_task = None;
@@ -563,7 +571,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         let mut stop = shutdown_rx.clone();
         tokio::select! {
             r = sync => {
-                let outcome = r.map_err(|e| NodeError::Inconsistent(e.to_string()))?;
+                let outcome = r?;
                 if let crate::sync::state_sync::Outcome::Restored(state) = outcome {
                     restored = Some(*state);
                 }
@@ -593,7 +601,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         .p2p
         .listen
         .parse()
-        .map_err(|e| NodeError::Net(format!("p2p.listen: {e}")))?;
+        .map_err(|source| NodeError::ListenAddress { source })?;
     let (net, events) = Network::start(NetConfig {
         listen: p2p_listen,
         key: key.clone(),
@@ -610,7 +618,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         queue_len: cfg.p2p.queue_len,
     })
     .await
-    .map_err(|e| NodeError::Net(e.to_string()))?;
+    .map_err(NodeError::Net)?;
     let _ = metrics_cell.set(net.clone());
 
     let latest = store.latest_height();

@@ -39,14 +39,14 @@ impl Entry {
 pub type Change = (Hash, Option<Entry>);
 
 /// Why the state store failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StateError(pub String);
-
-impl From<StorageError> for StateError {
-    fn from(e: StorageError) -> StateError {
-        StateError(e.to_string())
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The storage under the state failed.
+    #[error("state store: {0}")]
+    Storage(#[from] StorageError),
+    /// What is stored, or was asked of it, does not hold together.
+    #[error("state store: {0}")]
+    Invalid(String),
 }
 
 /// The committed state: entries ordered by key hash.
@@ -102,7 +102,7 @@ fn encode_entry(e: &Entry) -> Vec<u8> {
 }
 
 fn decode_entry(kh: &[u8], b: &[u8]) -> Result<(Hash, Entry), StateError> {
-    let corrupt = |why: &str| StateError(format!("corrupt state entry: {why}"));
+    let corrupt = |why: &str| StateError::Invalid(format!("corrupt state entry: {why}"));
     let kh = Hash::from_slice(kh).map_err(|_| corrupt("key is not a hash"))?;
     let len = b.get(..4).ok_or_else(|| corrupt("truncated"))?;
     let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
@@ -143,7 +143,7 @@ impl<E: Engine> StateBackend for StateTree<E> {
                 let b: [u8; 8] = v
                     .as_slice()
                     .try_into()
-                    .map_err(|_| StateError("corrupt applied height".into()))?;
+                    .map_err(|_| StateError::Invalid("corrupt applied height".into()))?;
                 Ok(Height(u64::from_be_bytes(b)))
             }
             None => Ok(Height(0)),

@@ -92,8 +92,9 @@ impl CommittedState {
             scans
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(StateError("a state scan panicked".into())))
+                    h.join().unwrap_or_else(|_| {
+                        Err(StateError::Invalid("a state scan panicked".into()))
+                    })
                 })
                 .collect()
         });
@@ -114,7 +115,7 @@ impl CommittedState {
     ) -> Result<CommittedState, StateError> {
         let nodes: Vec<TopNode> = leaves.iter().map(|ls| bucket_node(ls)).collect();
         let top = TopTree::from_buckets(&nodes)
-            .ok_or_else(|| StateError("bucket count mismatch".into()))?;
+            .ok_or_else(|| StateError::Invalid("bucket count mismatch".into()))?;
         let height = backend.applied_height()?;
         Ok(CommittedState {
             backend,
@@ -240,7 +241,7 @@ impl CommittedState {
                 match self.backend.get(&leaf.kh) {
                     Ok(Some(e)) => out.push((*leaf, e.value_hash())),
                     Ok(None) => {
-                        *failure.borrow_mut() = Some(StateError(format!(
+                        *failure.borrow_mut() = Some(StateError::Invalid(format!(
                             "state entry {} is in the tree but not in the store",
                             leaf.kh.short()
                         )));
@@ -283,7 +284,7 @@ impl CommittedState {
     ) -> Result<(Vec<(Hash, Entry)>, bool), StateError> {
         let g = self.read();
         let Some(f) = g.freeze.as_ref().filter(|f| f.height == height) else {
-            return Err(StateError(format!(
+            return Err(StateError::Invalid(format!(
                 "no snapshot of height {height} in progress"
             )));
         };
