@@ -1,9 +1,35 @@
 //! Misbehaviour for tests: a validator that breaks the rules on purpose, so that
-//! tests can show the honest ones cope. Only debug builds read it (from the
-//! `CONSORT_FAULTS` environment variable, a comma-separated list); a release
-//! build never misbehaves, whatever its environment.
+//! tests can show the honest ones cope. It exists only in builds with the
+//! `faults` cargo feature (which `cargo test` switches on for the binary the
+//! integration tests start); there it is read from the `CONSORT_FAULTS`
+//! environment variable (a comma-separated list), `CONSORT_SYNC_THROTTLE_MS` and
+//! `CONSORT_CRASH_AT`. A build without the feature contains none of the
+//! misbehaviour and says so, as an error, if its environment asks for any.
+
+/// The environment variables that ask for misbehaviour.
+const VARS: [&str; 3] = [
+    "CONSORT_FAULTS",
+    "CONSORT_SYNC_THROTTLE_MS",
+    "CONSORT_CRASH_AT",
+];
+
+/// Logs an error for each variable of [`VARS`] that is set although this build
+/// has no misbehaviour to switch on: a test or an operator expecting it must not
+/// be left to believe it happened.
+#[cfg(not(feature = "faults"))]
+pub fn report_unavailable() {
+    for var in VARS {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            tracing::error!(
+                var,
+                "test misbehaviour asked for, but this binary was built without the `faults` feature: ignored"
+            );
+        }
+    }
+}
 
 /// Misbehaviours switched on.
+#[cfg(feature = "faults")]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
     /// Our proposals carry a transaction that is not valid.
@@ -37,6 +63,7 @@ pub struct Faults {
     pub never_ban: bool,
 }
 
+#[cfg(feature = "faults")]
 impl Faults {
     /// Whether a misbehaviour needs the validator key outside the core (to sign
     /// what the core's signing-state guard would refuse).
@@ -44,12 +71,9 @@ impl Faults {
         self.equivocate_votes || self.equivocate_proposals || self.flood_votes
     }
 
-    /// Reads `CONSORT_FAULTS` in debug builds; nothing in release builds.
+    /// Reads `CONSORT_FAULTS` and `CONSORT_SYNC_THROTTLE_MS`.
     pub fn from_env() -> Faults {
-        if !cfg!(debug_assertions) {
-            return Faults::default();
-        }
-        let list = std::env::var("CONSORT_FAULTS").unwrap_or_default();
+        let list = std::env::var(VARS[0]).unwrap_or_default();
         let mut f = Faults::default();
         for item in list.split(',').map(str::trim) {
             match item {
@@ -67,10 +91,7 @@ impl Faults {
                 other => tracing::warn!(fault = other, "unknown fault ignored"),
             }
         }
-        if let Some(ms) = std::env::var("CONSORT_SYNC_THROTTLE_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
+        if let Some(ms) = std::env::var(VARS[1]).ok().and_then(|v| v.parse().ok()) {
             f.sync_throttle_ms = ms;
         }
         if f != Faults::default() {
@@ -80,14 +101,12 @@ impl Faults {
     }
 }
 
-/// Aborts the process at the named point if `CONSORT_CRASH_AT` names it (debug
-/// builds only): a crash between two writes, at the exact place a test needs
-/// it, for the recovery tests. A release build never reads the variable.
+/// Aborts the process at the named point if `CONSORT_CRASH_AT` names it: a
+/// crash between two writes, at the exact place a test needs it, for the
+/// recovery tests.
+#[cfg(feature = "faults")]
 pub fn crash_point(point: &str) {
-    if !cfg!(debug_assertions) {
-        return;
-    }
-    if std::env::var("CONSORT_CRASH_AT").is_ok_and(|v| v == point) {
+    if std::env::var(VARS[2]).is_ok_and(|v| v == point) {
         tracing::warn!(point, "TEST CRASH POINT REACHED: aborting");
         std::process::abort();
     }

@@ -1,5 +1,5 @@
 //! One of four validators misbehaves on purpose (`CONSORT_FAULTS`, honoured by
-//! debug builds only): it equivocates its votes and proposals, then floods its
+//! builds with the `faults` feature, as under `cargo test`): it equivocates its votes and proposals, then floods its
 //! peers with votes for far-future heights and rounds, sends valid-looking
 //! garbage and withholds its proposals and blocks. The honest three stay live,
 //! commit the same blocks, commit the equivocation as evidence exactly once

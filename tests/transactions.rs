@@ -390,7 +390,7 @@ async fn a_full_mempool_answers_resource_exhausted_and_the_node_stays_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proposer_with_an_invalid_tx_gets_nil_prevotes_and_a_later_round_commits() {
     let mut c = Cluster::generate_with(4, 0, 14, |s| s.clients = 1);
-    // Node 0 puts an invalid transaction in every proposal (debug builds only).
+    // Node 0 puts an invalid transaction in every proposal (the `faults` feature).
     c.set_env(0, "CONSORT_FAULTS", "propose-invalid-tx");
     c.start_all();
     assert!(c.wait_height(&[0, 1, 2, 3], 12, LONG).await, "{}", c.logs());

@@ -1,9 +1,10 @@
 //! The open-loop load: pre-signed transactions offered at a fixed rate (or as
 //! fast as the in-flight window allows) over several gRPC connections per node.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -116,19 +117,15 @@ impl LoadState {
 
     /// Refusals in total.
     pub fn refused_total(&self) -> u64 {
-        self.refused
-            .lock()
-            .map(|m| m.values().map(|(n, _)| n).sum())
-            .unwrap_or(0)
+        self.refused.lock().values().map(|(n, _)| n).sum()
     }
 
     fn refuse(&self, status: &tonic::Status) {
-        if let Ok(mut m) = self.refused.lock() {
-            let e = m
-                .entry(format!("{:?}", status.code()))
-                .or_insert_with(|| (0, status.message().to_string()));
-            e.0 += 1;
-        }
+        let mut m = self.refused.lock();
+        let e = m
+            .entry(format!("{:?}", status.code()))
+            .or_insert_with(|| (0, status.message().to_string()));
+        e.0 += 1;
     }
 }
 
@@ -191,7 +188,7 @@ impl Submitter {
 
     /// Sends one submission; `p.permit` is held until it is answered.
     fn send(&self, p: Pending, state: &LoadState) {
-        let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.pending.lock();
         // Queued and sent under one lock, so the queue keeps the sending order.
         if self
             .requests
@@ -216,12 +213,7 @@ impl Submitter {
                 Ok(None) => break tonic::Status::unavailable("the submit stream ended"),
                 Err(s) => break s,
             };
-            let Some(mut p) = self
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front()
-            else {
+            let Some(mut p) = self.pending.lock().pop_front() else {
                 break tonic::Status::internal("an answer to no submission");
             };
             if a.code == 0 {
@@ -244,7 +236,7 @@ impl Submitter {
             }
         };
         // What waits now is never answered.
-        let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.pending.lock();
         for _ in q.drain(..) {
             state.refuse(&end);
         }

@@ -427,20 +427,20 @@ pub fn summarize(r: &mut Report, w: &Window, duration: Duration, trackers: &[Tra
         .filter(|i| load.sent_ms(*i).is_some_and(|t| t <= window_ms))
         .count();
     r.offered_tps = sent_in_window as f64 / secs;
-    if let Ok(m) = load.refused.lock() {
-        r.refused = m
-            .iter()
-            .map(|(k, (n, msg))| {
-                (
-                    k.clone(),
-                    Refusal {
-                        count: *n,
-                        example: msg.clone(),
-                    },
-                )
-            })
-            .collect();
-    }
+    r.refused = load
+        .refused
+        .lock()
+        .iter()
+        .map(|(k, (n, msg))| {
+            (
+                k.clone(),
+                Refusal {
+                    count: *n,
+                    example: msg.clone(),
+                },
+            )
+        })
+        .collect();
     let o = &w.observed;
     r.committed = o.committed_pool;
     r.uncommitted = r.accepted.saturating_sub(o.committed_pool);

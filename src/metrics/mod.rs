@@ -56,10 +56,10 @@ pub struct NodeMetrics {
     /// Admitted transactions not gossiped because the gossip queue was full.
     pub gossip_dropped: Counter,
     /// API calls refused for their caller's certificate or role, by reason.
-    api_refusals: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    api_refusals: parking_lot::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// End of validity (unix seconds) of the certificates the node depends
     /// on, by name ("node", "org_ca").
-    cert_expiry: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    cert_expiry: parking_lot::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Default for NodeMetrics {
@@ -96,27 +96,18 @@ impl Default for NodeMetrics {
 impl NodeMetrics {
     /// Counts an API call refused for `reason`.
     pub fn api_refused(&self, reason: &'static str) {
-        *self
-            .api_refusals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        *self.api_refusals.lock().entry(reason).or_default() += 1;
     }
 
     /// Records when the certificate `which` stops being valid.
     pub fn set_cert_expiry(&self, which: &'static str, not_after_unix: u64) {
-        self.cert_expiry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(which, not_after_unix);
+        self.cert_expiry.lock().insert(which, not_after_unix);
     }
 
     /// API refusals so far, by reason.
     pub fn api_refused_counts(&self) -> Vec<(&'static str, u64)> {
         self.api_refusals
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(k, v)| (*k, *v))
             .collect()
@@ -234,7 +225,6 @@ impl NodeMetrics {
         let expiry: Vec<(&str, u64)> = self
             .cert_expiry
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(k, v)| (*k, *v))
             .collect();

@@ -17,6 +17,19 @@ pub struct ProcessStats {
 /// Reads the stats of process `pid` ("self" for this one).
 pub fn read(pid: &str) -> Option<ProcessStats> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse(&status, &stat, clock_ticks_per_second())
+}
+
+/// The unit of the CPU times in /proc (`sysconf(_SC_CLK_TCK)`): 100 on most
+/// Linux systems, but not all of them.
+pub fn clock_ticks_per_second() -> u64 {
+    rustix::param::clock_ticks_per_second()
+}
+
+/// The stats in the text of `/proc/<pid>/status` and `/proc/<pid>/stat`, whose
+/// CPU times count `ticks_per_second` ticks a second.
+pub fn parse(status: &str, stat: &str, ticks_per_second: u64) -> Option<ProcessStats> {
     let kb = |name: &str| -> u64 {
         status
             .lines()
@@ -26,7 +39,6 @@ pub fn read(pid: &str) -> Option<ProcessStats> {
             .unwrap_or(0)
             * 1024
     };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start after ')'.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -41,7 +53,7 @@ pub fn read(pid: &str) -> Option<ProcessStats> {
     Some(ProcessStats {
         rss_bytes: kb("VmRSS:"),
         peak_rss_bytes: kb("VmHWM:"),
-        cpu_seconds: cpu_ticks as f64 / 100.0,
+        cpu_seconds: cpu_ticks as f64 / ticks_per_second.max(1) as f64,
     })
 }
 
@@ -72,5 +84,19 @@ mod tests {
     fn reads_this_process() {
         let s = super::read("self").expect("/proc is readable on Linux");
         assert!(s.rss_bytes > 0 && s.peak_rss_bytes >= s.rss_bytes);
+        assert!(super::clock_ticks_per_second() > 0);
+    }
+
+    #[test]
+    fn cpu_time_is_in_the_given_ticks() {
+        let status = "Name:\tconsort\nVmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\n";
+        // A command name with spaces and a ')'; utime 300 and stime 200 ticks.
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 10 0 0 0 300 200 0 0 20 0 8 0";
+        let at = |hz| super::parse(status, stat, hz).expect("parses");
+        assert_eq!(at(100).cpu_seconds, 5.0);
+        assert_eq!(at(250).cpu_seconds, 2.0);
+        assert_eq!(at(1000).cpu_seconds, 0.5);
+        assert_eq!(at(100).rss_bytes, 1024 * 1024);
+        assert_eq!(at(100).peak_rss_bytes, 2048 * 1024);
     }
 }

@@ -15,11 +15,10 @@
 //!   only with many addresses it really owns.
 //! - The global cap [`super::NetTuning::max_pending_handshakes`].
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Arc, Mutex};
-
-use super::lock;
+use std::sync::Arc;
 
 /// What to do with one inbound connection attempt.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -115,7 +114,7 @@ impl HandshakeSlots {
     /// Decides on an attempt from `ip` and takes a slot if it is accepted.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, validated: bool) -> Admission {
         let source = source_of(ip);
-        let mut held = lock(&self.held);
+        let mut held = self.held.lock();
         let from_source = held.per_source.get(&source).copied().unwrap_or(0);
         match decide(&self.limits, held.total, from_source, validated) {
             Verdict::Accept => {
@@ -132,7 +131,7 @@ impl HandshakeSlots {
 
     /// Handshakes in progress now.
     pub(crate) fn pending(&self) -> usize {
-        lock(&self.held).total
+        self.held.lock().total
     }
 }
 
@@ -144,7 +143,7 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut held = lock(&self.slots.held);
+        let mut held = self.slots.held.lock();
         held.total = held.total.saturating_sub(1);
         if let Some(n) = held.per_source.get_mut(&self.source) {
             *n = n.saturating_sub(1);
@@ -256,7 +255,7 @@ mod tests {
         drop(held);
         drop(from_b);
         assert_eq!(slots.pending(), 0);
-        assert!(lock(&slots.held).per_source.is_empty());
+        assert!(slots.held.lock().per_source.is_empty());
     }
 
     fn ip4(last: u8) -> IpAddr {

@@ -44,11 +44,12 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -135,12 +136,6 @@ pub struct NetEvents {
 
 use crate::types::PublicKey;
 
-/// Locks a mutex, going on with the data if a thread panicked while holding it:
-/// every critical section here leaves the data consistent at each step.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Which peers have a connection, and which the node was told of.
 #[derive(Default)]
 struct PeerTable {
@@ -188,7 +183,7 @@ impl Inner {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let mut tasks = lock(&self.tasks);
+        let mut tasks = self.tasks.lock();
         while tasks.try_join_next().is_some() {}
         tasks.spawn(fut);
     }
@@ -198,12 +193,12 @@ impl Inner {
     }
 
     fn is_connected(&self, peer: &PublicKey) -> bool {
-        lock(&self.table).conns.contains_key(peer)
+        self.table.lock().conns.contains_key(peer)
     }
 
     /// Makes `live` the connection of `peer`, unless the one it has is kept.
     fn register(&self, peer: PublicKey, live: Live) -> Result<(), Rejected> {
-        let mut t = lock(&self.table);
+        let mut t = self.table.lock();
         if self.shutting_down() {
             return Err(Rejected::Refused("shutting down"));
         }
@@ -242,7 +237,7 @@ impl Inner {
     /// and tells the node, at once or (after a duplicate close by the peer)
     /// after a grace period in which the surviving connection may register.
     fn deregister(self: &Arc<Self>, peer: PublicKey, id: u64, reason: String, grace: bool) {
-        let mut t = lock(&self.table);
+        let mut t = self.table.lock();
         if t.conns.get(&peer).is_none_or(|l| l.ctl.id != id) {
             // Replaced or retired: another connection carries on.
             return;
@@ -262,7 +257,7 @@ impl Inner {
     /// us, which should register shortly. Retire ours.
     fn peer_retired(self: &Arc<Self>, peer: PublicKey, ctl: &ConnCtl) {
         ctl.retire();
-        let mut t = lock(&self.table);
+        let mut t = self.table.lock();
         if t.conns.get(&peer).is_some_and(|l| l.ctl.id == ctl.id) {
             t.conns.remove(&peer);
             drop(t);
@@ -282,7 +277,7 @@ impl Inner {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
-            let mut t = lock(&inner.table);
+            let mut t = inner.table.lock();
             inner.announce_gone(&mut t, peer, reason);
         });
     }
@@ -537,7 +532,7 @@ impl Network {
         let Some(frame) = self.inner.encode(&msg) else {
             return;
         };
-        let t = lock(&self.inner.table);
+        let t = self.inner.table.lock();
         match t.conns.get(peer) {
             Some(live) => self.inner.enqueue(live, ch, frame),
             None => self.inner.counters.unroutable(ch),
@@ -554,7 +549,7 @@ impl Network {
         let mut frame = Vec::with_capacity(wire::LEN_PREFIX + body.len());
         frame.extend_from_slice(&len.to_be_bytes());
         frame.extend_from_slice(body);
-        let t = lock(&self.inner.table);
+        let t = self.inner.table.lock();
         if let Some(live) = t.conns.get(peer) {
             self.inner.enqueue(live, channel, Bytes::from(frame));
         }
@@ -567,7 +562,7 @@ impl Network {
         let Some(frame) = self.inner.encode(&msg) else {
             return;
         };
-        let t = lock(&self.inner.table);
+        let t = self.inner.table.lock();
         for live in t.conns.values() {
             self.inner.enqueue(live, ch, frame.clone());
         }
@@ -580,7 +575,7 @@ impl Network {
         if !ban.is_zero() {
             self.inner.gate.ban(*peer, ban);
         }
-        let t = lock(&self.inner.table);
+        let t = self.inner.table.lock();
         if let Some(live) = t.conns.get(peer) {
             live.ctl
                 .close(close_code::DISCONNECTED, &format!("disconnected: {reason}"));
@@ -589,7 +584,7 @@ impl Network {
 
     /// Peers with a connection now, with their addresses.
     pub fn connected_peers(&self) -> Vec<(PublicKey, SocketAddr)> {
-        let t = lock(&self.inner.table);
+        let t = self.inner.table.lock();
         let mut v: Vec<_> = t.conns.iter().map(|(k, l)| (*k, l.addr)).collect();
         v.sort();
         v
@@ -597,7 +592,7 @@ impl Network {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> NetStats {
-        let peers = lock(&self.inner.table).conns.len();
+        let peers = self.inner.table.lock().conns.len();
         self.inner.counters.snapshot(
             self.inner.gate.refused(),
             self.inner.handshakes.pending(),
@@ -615,14 +610,14 @@ impl Network {
         }
         info!(node = %self.inner.local.short(), "network shutting down");
         let conns: Vec<Live> = {
-            let mut t = lock(&self.inner.table);
+            let mut t = self.inner.table.lock();
             t.conns.drain().map(|(_, l)| l).collect()
         };
         for live in &conns {
             live.ctl.close(close_code::SHUTDOWN, "shutting down");
         }
         drop(conns);
-        let endpoint = lock(&self.inner.endpoint).take();
+        let endpoint = self.inner.endpoint.lock().take();
         if let Some(ep) = endpoint {
             ep.close(close_code::SHUTDOWN, b"shutting down");
             // quinn's endpoint driver keeps running until every connection has
@@ -632,7 +627,7 @@ impl Network {
             // estimate (about 3 s), which is not worth waiting for.
             let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
         }
-        let mut tasks = std::mem::take(&mut *lock(&self.inner.tasks));
+        let mut tasks = std::mem::take(&mut *self.inner.tasks.lock());
         let joined = tokio::time::timeout(Duration::from_secs(5), async {
             while tasks.join_next().await.is_some() {}
         })

@@ -18,9 +18,10 @@
 //! data is exchanged. Session resumption is disabled, so every connection runs
 //! the full check against the current permitted set and bans.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
@@ -32,7 +33,6 @@ use rustls::{
     PeerMisbehaved, SignatureScheme,
 };
 
-use super::lock;
 use crate::types::{Keypair, PublicKey, Signature};
 
 /// The application protocol negotiated on every connection. A peer speaking
@@ -241,7 +241,7 @@ impl PeerGate {
         let Some(until) = Instant::now().checked_add(ban) else {
             return;
         };
-        let mut bans = lock(&self.bans);
+        let mut bans = self.bans.lock();
         let now = Instant::now();
         bans.retain(|_, t| *t > now);
         let entry = bans.entry(key).or_insert(until);
@@ -252,7 +252,7 @@ impl PeerGate {
 
     /// When the ban of `key` ends, if it is banned now.
     pub(crate) fn banned_until(&self, key: &PublicKey) -> Option<Instant> {
-        let bans = lock(&self.bans);
+        let bans = self.bans.lock();
         bans.get(key).copied().filter(|t| *t > Instant::now())
     }
 

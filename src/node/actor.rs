@@ -87,7 +87,7 @@ pub enum JobDone {
         /// Round.
         round: Round,
         /// The block and its execution, or why building failed.
-        result: Result<(Block, Execution), String>,
+        result: Result<(Block, Execution), super::blocks::InvalidBlock>,
     },
     /// A proposed block was checked.
     Validated {
@@ -96,7 +96,7 @@ pub enum JobDone {
         /// The block.
         block_id: BlockId,
         /// Its execution, or why it is invalid.
-        result: Result<Execution, String>,
+        result: Result<Execution, super::blocks::InvalidBlock>,
     },
 }
 
@@ -171,11 +171,14 @@ pub struct Actor {
     pub(super) bad_tx_rx: mpsc::UnboundedReceiver<(PublicKey, usize)>,
     /// Takes snapshots every so many blocks.
     pub(super) snapshotter: Arc<crate::sync::snapshotter::Snapshotter>,
-    /// Misbehaviour switched on for tests (debug builds only).
+    /// Misbehaviour switched on for tests (builds with the `faults` feature).
+    #[cfg(feature = "faults")]
     pub(super) faults: crate::faults::Faults,
     /// Our key, outside the core, only while a misbehaviour that signs is on.
+    #[cfg(feature = "faults")]
     pub(super) fault_key: Option<crate::types::Keypair>,
     /// Ticks of the misbehaviours, to vary what they send.
+    #[cfg(feature = "faults")]
     pub(super) fault_tick: u64,
 }
 
@@ -274,6 +277,7 @@ impl Actor {
                 }
                 Output::BroadcastVote(vote) => {
                     self.wal(WalEntry::Vote(vote.clone()));
+                    #[cfg(feature = "faults")]
                     if self.faults.equivocate_votes {
                         self.equivocate_vote(&vote);
                     }
@@ -285,9 +289,11 @@ impl Actor {
                         block: (*block).clone(),
                     });
                     info!(height = %proposal.height, round = %proposal.round, block = %proposal.block_id.short(), txs = block.txs.len(), "proposing");
-                    if !self.misbehave_proposal(&proposal, &block) {
-                        self.net.broadcast(NetMessage::Proposal { proposal, block });
+                    #[cfg(feature = "faults")]
+                    if self.misbehave_proposal(&proposal, &block) {
+                        continue;
                     }
+                    self.net.broadcast(NetMessage::Proposal { proposal, block });
                 }
                 Output::ScheduleTimeout { timeout, duration } => {
                     self.timers
@@ -336,11 +342,12 @@ impl Actor {
         let txs = self.reap_txs();
         let evidence: Vec<Evidence> = self.evidence_pool.for_block(height);
         let tx = self.jobs_tx.clone();
+        #[cfg(feature = "faults")]
         let invalid = self.faults.propose_invalid_tx;
         tokio::task::spawn_blocking(move || {
-            let mut result = rules
-                .build(height, proposer, txs, evidence)
-                .map_err(|e| e.to_string());
+            #[cfg_attr(not(feature = "faults"), allow(unused_mut))]
+            let mut result = rules.build(height, proposer, txs, evidence);
+            #[cfg(feature = "faults")]
             if invalid {
                 if let Ok((block, _)) = &mut result {
                     // Test misbehaviour: a transaction no validator may accept.
@@ -364,7 +371,7 @@ impl Actor {
         let tx = self.jobs_tx.clone();
         tokio::task::spawn_blocking(move || {
             let block_id = block.id();
-            let result = rules.validate(height, &block).map_err(|e| e.to_string());
+            let result = rules.validate(height, &block);
             let _ = tx.send(JobDone::Validated {
                 height,
                 block_id,
@@ -693,7 +700,11 @@ impl Actor {
         } else {
             tracing::debug!(peer = %peer.short(), score, reason, "bad message from peer");
         }
-        if score >= f64::from(BAN_SCORE) && !self.faults.never_ban {
+        #[cfg(feature = "faults")]
+        let bans = !self.faults.never_ban;
+        #[cfg(not(feature = "faults"))]
+        let bans = true;
+        if score >= f64::from(BAN_SCORE) && bans {
             p.score = 0.0;
             self.metrics.peers_banned.inc();
             warn!(peer = %peer, score, reason, ban_secs = BAN_TIME.as_secs(), "misbehaviour score past the threshold: banning peer");

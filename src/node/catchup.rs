@@ -131,6 +131,7 @@ impl Actor {
     /// clients and the mempool about them.
     pub(super) fn sync_blocks(&mut self) -> Result<(), NodeError> {
         if self.catchup.unsynced {
+            #[cfg(feature = "faults")]
             if self
                 .catchup
                 .unnotified
@@ -227,6 +228,7 @@ impl Actor {
                     reason: e.reason,
                 })?;
         debug!(height = %next, peer = %peer.short(), "applying fetched block");
+        #[cfg(feature = "faults")]
         if self.faults.sync_throttle_ms > 0 {
             // Test misbehaviour: a slow catch-up, to look at a node behind.
             std::thread::sleep(Duration::from_millis(self.faults.sync_throttle_ms));

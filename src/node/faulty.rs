@@ -1,6 +1,6 @@
-//! Test misbehaviour of a validator ([`crate::faults`], debug builds only): what
-//! the runtime does instead of, or besides, the honest thing. Nothing here runs
-//! unless `CONSORT_FAULTS` switched it on in a debug build.
+//! Test misbehaviour of a validator ([`crate::faults`], builds with the `faults`
+//! feature only): what the runtime does instead of, or besides, the honest
+//! thing. Nothing here runs unless `CONSORT_FAULTS` switched it on.
 
 use std::sync::Arc;
 

@@ -57,6 +57,7 @@ impl Actor {
         let status = self.round_status();
         self.net.broadcast(NetMessage::Status(status));
         self.request_blocks();
+        #[cfg(feature = "faults")]
         if self.faults.flood_votes || self.faults.garbage_frames || self.faults.flood_txs {
             self.misbehave_on_tick();
         }

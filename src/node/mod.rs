@@ -16,7 +16,20 @@ pub mod blocks;
 pub mod catchup;
 pub mod error;
 pub mod evidence;
+#[cfg(feature = "faults")]
 mod faulty;
+#[cfg(not(feature = "faults"))]
+mod faulty {
+    //! A build without the `faults` feature: the one question the honest
+    //! runtime asks of the misbehaviour, always answered no.
+
+    impl super::actor::Actor {
+        /// Whether to leave a block request unanswered: never.
+        pub(super) fn withholds_blocks(&self) -> bool {
+            false
+        }
+    }
+}
 pub mod gossip;
 pub mod notify;
 pub mod peer_fault;
@@ -109,10 +122,14 @@ impl NodeHandle {
     }
 }
 
-async fn bind_tcp(addr: &str, what: &str) -> Result<TcpListener, NodeError> {
+async fn bind_tcp(addr: &str, what: &'static str) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| NodeError::Server(format!("cannot listen for {what} on {addr}: {e}")))
+        .map_err(|source| NodeError::Listen {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Replays logged state deltas the application has not applied yet, checking
@@ -472,7 +489,11 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
     let grpc_listener = bind_tcp(&cfg.rpc.listen, "gRPC").await?;
     let grpc_addr = grpc_listener
         .local_addr()
-        .map_err(|e| NodeError::Server(e.to_string()))?;
+        .map_err(|source| NodeError::Listen {
+            what: "gRPC",
+            addr: cfg.rpc.listen.clone(),
+            source,
+        })?;
     let tx_api = crate::rpc::TxApi::new();
     let query_api = crate::rpc::QueryApi::new();
     let (security, certificates) = rpc_security(home, &cfg, &genesis, &key.public(), &metrics)?;
@@ -504,7 +525,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
             let _ = rpc_shutdown.wait_for(|s| *s).await;
         },
     )
-    .map_err(|e| NodeError::Server(e.to_string()))?;
+    .map_err(NodeError::Server)?;
     let metrics_cell: Arc<std::sync::OnceLock<Network>> = Arc::new(std::sync::OnceLock::new());
     let mut metrics_addr = None;
     let mut metrics_task = None;
@@ -550,7 +571,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         let mut stop = shutdown_rx.clone();
         tokio::select! {
             r = sync => {
-                let outcome = r.map_err(|e| NodeError::Inconsistent(e.to_string()))?;
+                let outcome = r?;
                 if let crate::sync::state_sync::Outcome::Restored(state) = outcome {
                     restored = Some(*state);
                 }
@@ -580,7 +601,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         .p2p
         .listen
         .parse()
-        .map_err(|e| NodeError::Net(format!("p2p.listen: {e}")))?;
+        .map_err(|source| NodeError::ListenAddress { source })?;
     let (net, events) = Network::start(NetConfig {
         listen: p2p_listen,
         key: key.clone(),
@@ -597,7 +618,7 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         queue_len: cfg.p2p.queue_len,
     })
     .await
-    .map_err(|e| NodeError::Net(e.to_string()))?;
+    .map_err(NodeError::Net)?;
     let _ = metrics_cell.set(net.clone());
 
     let latest = store.latest_height();
@@ -654,7 +675,10 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
             chunk_bytes: cfg.sync.chunk_bytes,
         },
     ));
+    #[cfg(feature = "faults")]
     let faults = crate::faults::Faults::from_env();
+    #[cfg(not(feature = "faults"))]
+    crate::faults::report_unavailable();
     let mut actor = actor::Actor {
         core,
         rules,
@@ -692,8 +716,11 @@ pub async fn start_with(home: &Home, opts: StartOptions) -> Result<NodeHandle, N
         bad_tx_tx,
         bad_tx_rx,
         snapshotter,
+        #[cfg(feature = "faults")]
         fault_key: faults.signs_outside_the_core().then(|| key.clone()),
+        #[cfg(feature = "faults")]
         faults,
+        #[cfg(feature = "faults")]
         fault_tick: 0,
     };
     metrics.height.set(latest.0 as i64);

@@ -1,8 +1,8 @@
 //! Telling waiting clients about commits: per-transaction waiters (Submit in
 //! COMMITTED mode) and the latest committed height (block and result streams).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use tokio::sync::{oneshot, watch};
 
@@ -59,8 +59,8 @@ impl CommitNotifier {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Hash, Senders>> {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<Hash, Senders>> {
+        self.waiters.lock()
     }
 
     /// Registers interest in `hash`; register before submitting, so that a

@@ -3,8 +3,9 @@
 //! pool's update after each block. Shared by the gRPC service and the consensus
 //! actor.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -72,7 +73,7 @@ struct PanicGuard<'a>(&'a Mutex<Queue>);
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.lock().unwrap_or_else(|e| e.into_inner()).running = false;
+            self.0.lock().running = false;
         }
     }
 }
@@ -125,8 +126,8 @@ impl TxPool {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Mempool> {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Mempool> {
+        self.pool.lock()
     }
 
     /// The commit notifier.
@@ -158,7 +159,7 @@ impl TxPool {
         let bytes = owned(bytes);
         let (reply, answer) = oneshot::channel();
         let start = {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let mut q = self.queue.lock();
             if q.waiting.len() >= MAX_QUEUED {
                 return Err(SubmitError::Busy {
                     queued: q.waiting.len(),
@@ -179,7 +180,7 @@ impl TxPool {
         let _guard = PanicGuard(&self.queue);
         loop {
             let batch: Vec<Queued> = {
-                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                let mut q = self.queue.lock();
                 if q.waiting.is_empty() {
                     q.running = false;
                     return;

@@ -3,9 +3,10 @@
 //! that opens connections or subscriptions in a loop gets refused at its own
 //! limit instead of taking the server's share of every other client.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -68,7 +69,7 @@ pub struct AddressSlot {
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.lock();
         if let Some(n) = held.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -99,7 +100,7 @@ impl PerAddress {
 
     /// One more for `ip`, unless it holds `max` already.
     pub fn try_acquire(&self, ip: IpAddr) -> Option<AddressSlot> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.lock();
         let n = held.entry(ip).or_insert(0);
         if *n >= self.max {
             return None;
@@ -113,7 +114,7 @@ impl PerAddress {
 
     /// What `ip` holds now.
     pub fn held_by(&self, ip: IpAddr) -> usize {
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let held = self.held.lock();
         held.get(&ip).copied().unwrap_or(0)
     }
 }

@@ -6,8 +6,9 @@
 //! behind one proxy do not share theirs. The excess is answered with
 //! `RESOURCE_EXHAUSTED` and a message that says which quota.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tonic::Status;
@@ -78,7 +79,7 @@ pub struct IdentityStream {
 
 impl Drop for IdentityStream {
     fn drop(&mut self) {
-        let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let mut u = self.usage.lock();
         if let Some(x) = u.get_mut(&self.key) {
             x.streams = x.streams.saturating_sub(1);
         }
@@ -112,7 +113,7 @@ impl Quotas {
 
     fn with_usage<T>(&self, id: &Identity, now: Instant, f: impl FnOnce(&mut Usage) -> T) -> T {
         let q = *self.quota(id.role);
-        let mut u = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let mut u = self.usage.lock();
         let key = (id.org.clone(), id.serial.clone());
         if u.len() >= REMEMBERED && !u.contains_key(&key) {
             u.retain(|_, x| {

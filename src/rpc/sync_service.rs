@@ -1,8 +1,9 @@
 //! The sync service: snapshots, light blocks and block ranges for nodes that
 //! catch up.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -22,6 +23,7 @@ pub const MAX_RANGE: u64 = 10_000;
 #[derive(Clone)]
 pub struct SyncApi {
     store: Arc<dyn Store>,
+    #[cfg(feature = "faults")]
     faults: crate::faults::Faults,
     /// What `list_snapshots` says of each stored snapshot, by height. A
     /// snapshot never changes once its manifest is written, and reading,
@@ -41,6 +43,7 @@ impl SyncApi {
     pub fn new(store: Arc<dyn Store>) -> SyncApi {
         SyncApi {
             store,
+            #[cfg(feature = "faults")]
             faults: crate::faults::Faults::from_env(),
             listed: Arc::default(),
             streams: StreamSlots::default(),
@@ -68,7 +71,7 @@ impl SyncApi {
     fn snapshots(&self) -> Result<pb::ListSnapshotsResponse, Status> {
         let mut heights = self.store.snapshot_heights().map_err(storage_status)?;
         heights.reverse();
-        let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut listed = self.listed.lock();
         // Forget deleted snapshots.
         listed.retain(|h, _| heights.contains(&Height(*h)));
         let mut snapshots = Vec::new();
@@ -96,6 +99,7 @@ impl SyncApi {
 
     /// The answer to `GetChunk` (reads storage).
     fn chunk(&self, r: pb::GetChunkRequest) -> Result<pb::GetChunkResponse, Status> {
+        #[cfg_attr(not(feature = "faults"), allow(unused_mut))]
         let mut chunk = self
             .store
             .snapshot_chunk(Height(r.height), r.index)
@@ -106,6 +110,7 @@ impl SyncApi {
                     r.index, r.height
                 ))
             })?;
+        #[cfg(feature = "faults")]
         if self.faults.serve_corrupt_chunks && !chunk.is_empty() {
             // Test misbehaviour: a flipped byte.
             let i = chunk.len() / 2;
@@ -129,7 +134,9 @@ impl SyncApi {
             .commit(h)
             .map_err(storage_status)?
             .ok_or_else(|| Status::unavailable(format!("commit {h} is not stored")))?;
+        #[cfg_attr(not(feature = "faults"), allow(unused_mut))]
         let mut header = block.header;
+        #[cfg(feature = "faults")]
         if self.faults.serve_forged_light_blocks {
             // Test misbehaviour: a header the commit does not sign.
             header.app_hash = crate::types::Hash::digest(b"forged state root");

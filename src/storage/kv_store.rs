@@ -2,8 +2,8 @@
 //! WAL and the metadata. [`super::SledStore`] and [`super::MemStore`] are this
 //! logic over sled and over memory.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use crate::types::{Block, BlockId, Commit, Height};
 
@@ -103,10 +103,7 @@ impl<E: Engine> KvStore<E> {
         }
         let record = encode_block_record(&block_id, block, commit, app_delta);
 
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _guard = self.write_lock.lock();
         let latest = self.latest.load(Ordering::Acquire);
         if latest != 0 && height.0 != latest.saturating_add(1) {
             return Err(StorageError::NotNext {
@@ -179,10 +176,7 @@ impl<E: Engine> KvStore<E> {
     }
 
     pub(super) fn prune_below(&self, height: Height) -> Result<u64, StorageError> {
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _guard = self.write_lock.lock();
         let latest = self.latest.load(Ordering::Acquire);
         let base = self.base.load(Ordering::Acquire);
         // Never the latest block: the next append must find its predecessor.

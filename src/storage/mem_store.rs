@@ -1,9 +1,10 @@
 //! The in-memory store, for tests and the simulator. It stores the same encoded
 //! records as [`super::SledStore`], so that the encodings are exercised too.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use super::StorageError;
 use super::engine::{Engine, Entry, FirstLast, TreeId};
@@ -21,7 +22,7 @@ impl MemEngine {
     fn lock(&self) -> MutexGuard<'_, Trees> {
         // A panic in another thread cannot leave a map half-updated: every write
         // below is a single map operation.
-        self.trees.lock().unwrap_or_else(PoisonError::into_inner)
+        self.trees.lock()
     }
 }
 

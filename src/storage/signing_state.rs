@@ -10,10 +10,10 @@
 //! the state that refers to it. A missing or stale block file costs only the
 //! re-proposal (the validator then asks for a fresh value), never safety.
 
+use parking_lot::Mutex;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 
 use crate::codec::Wire;
 use crate::consensus::PersistedState;
@@ -121,10 +121,7 @@ impl SigningStateFile {
     /// the file holds either the previous state or `state`, and the caller must
     /// not send the signature this state guards.
     pub fn save(&self, state: &PersistedState) -> Result<(), StorageError> {
-        let mut last_block = self
-            .save_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut last_block = self.save_lock.lock();
         // The block the state refers to goes first, and only when it changed.
         if let Some(block) = &state.valid_block {
             let id = block.id();

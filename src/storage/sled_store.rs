@@ -32,10 +32,11 @@
 //!   was written (see `REOPEN_CHARGE_PER_WRITE`). The close waits for sled's
 //!   thread to flush what is left and release the directory lock.
 
+use parking_lot::{Mutex, RwLock};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use super::StorageError;
@@ -175,24 +176,17 @@ impl<const F: usize> SledEngine<F> {
 
     /// Runs `f` on a handle that no other thread uses meanwhile.
     fn with<R>(&self, f: impl FnOnce(&Handles<F>) -> R) -> Result<R, StorageError> {
-        let _shared = self.gate.read().unwrap_or_else(PoisonError::into_inner);
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let _shared = self.gate.read();
+        let pooled = self.idle.lock().pop();
         let handles = match pooled {
             Some(h) => h,
-            None => match &*self.template.lock().unwrap_or_else(PoisonError::into_inner) {
+            None => match &*self.template.lock() {
                 Some((_, h)) => Box::new(h.clone()),
                 None => return Err(self.closed()),
             },
         };
         let r = f(&handles);
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(handles);
+        self.idle.lock().push(handles);
         Ok(r)
     }
 
@@ -227,24 +221,18 @@ impl<const F: usize> SledEngine<F> {
         if self.written.load(Ordering::Relaxed) < limit {
             return Ok(());
         }
-        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        let _exclusive = self.gate.write();
         if self.written.load(Ordering::Relaxed) < limit {
             return Ok(()); // another thread reopened it meanwhile
         }
         let started = Instant::now();
         // Every handle is in the pool (the gate is held exclusively): dropping
         // them and the template closes the database, flushing what is left.
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        let mut template = self.template.lock().unwrap_or_else(PoisonError::into_inner);
+        self.idle.lock().clear();
+        let mut template = self.template.lock();
         drop(template.take());
         let (db, handles) = open_with_handles::<F>(&self.path, &self.options)?;
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Box::new(handles.clone()));
+        self.idle.lock().push(Box::new(handles.clone()));
         *template = Some((db, handles));
         let written = self.written.swap(0, Ordering::Relaxed);
         self.reopens.fetch_add(1, Ordering::Relaxed);
@@ -301,10 +289,7 @@ fn watch_open_panics() {
         std::panic::set_hook(Box::new(move |info| {
             let me = std::thread::current();
             if me.name() == Some(OPEN_THREAD) {
-                OPEN_PANICS
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(me.id());
+                OPEN_PANICS.lock().push(me.id());
             }
             previous(info);
         }));
@@ -312,10 +297,7 @@ fn watch_open_panics() {
 }
 
 fn open_panicked(id: std::thread::ThreadId) -> bool {
-    OPEN_PANICS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .contains(&id)
+    OPEN_PANICS.lock().contains(&id)
 }
 
 /// Opens the database on a thread of its own, waiting at most
@@ -532,10 +514,7 @@ impl SledStore {
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StorageError> {
         let engine = &self.inner.engine;
-        let template = engine
-            .template
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let template = engine.template.lock();
         let (db, _) = template.as_ref().ok_or_else(|| engine.closed())?;
         db.size_on_disk()
             .map_err(|e| StorageError::io("measure", self.path(), e))

@@ -5,8 +5,9 @@
 //! empty key holds the applied height (8 bytes, big-endian), written in the same
 //! batch as the changes of that height.
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::StorageError;
 use super::engine::{Engine, TreeId};
@@ -38,14 +39,14 @@ impl Entry {
 pub type Change = (Hash, Option<Entry>);
 
 /// Why the state store failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StateError(pub String);
-
-impl From<StorageError> for StateError {
-    fn from(e: StorageError) -> StateError {
-        StateError(e.to_string())
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The storage under the state failed.
+    #[error("state store: {0}")]
+    Storage(#[from] StorageError),
+    /// What is stored, or was asked of it, does not hold together.
+    #[error("state store: {0}")]
+    Invalid(String),
 }
 
 /// The committed state: entries ordered by key hash.
@@ -101,7 +102,7 @@ fn encode_entry(e: &Entry) -> Vec<u8> {
 }
 
 fn decode_entry(kh: &[u8], b: &[u8]) -> Result<(Hash, Entry), StateError> {
-    let corrupt = |why: &str| StateError(format!("corrupt state entry: {why}"));
+    let corrupt = |why: &str| StateError::Invalid(format!("corrupt state entry: {why}"));
     let kh = Hash::from_slice(kh).map_err(|_| corrupt("key is not a hash"))?;
     let len = b.get(..4).ok_or_else(|| corrupt("truncated"))?;
     let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
@@ -142,7 +143,7 @@ impl<E: Engine> StateBackend for StateTree<E> {
                 let b: [u8; 8] = v
                     .as_slice()
                     .try_into()
-                    .map_err(|_| StateError("corrupt applied height".into()))?;
+                    .map_err(|_| StateError::Invalid("corrupt applied height".into()))?;
                 Ok(Height(u64::from_be_bytes(b)))
             }
             None => Ok(Height(0)),
@@ -198,16 +199,16 @@ impl<E: Engine> StateBackend for StateTree<E> {
 #[derive(Debug, Default)]
 pub struct MemBackend {
     inner: RwLock<(BTreeMap<Hash, Entry>, Height)>,
-    restore_progress: std::sync::Mutex<Vec<u8>>,
+    restore_progress: parking_lot::Mutex<Vec<u8>>,
 }
 
 impl MemBackend {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, (BTreeMap<Hash, Entry>, Height)> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, (BTreeMap<Hash, Entry>, Height)> {
+        self.inner.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, (BTreeMap<Hash, Entry>, Height)> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> parking_lot::RwLockWriteGuard<'_, (BTreeMap<Hash, Entry>, Height)> {
+        self.inner.write()
     }
 }
 
@@ -251,18 +252,11 @@ impl StateBackend for MemBackend {
     }
 
     fn restore_progress(&self) -> Result<Vec<u8>, StateError> {
-        Ok(self
-            .restore_progress
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone())
+        Ok(self.restore_progress.lock().clone())
     }
 
     fn set_restore_progress(&self, done: &[u8]) -> Result<(), StateError> {
-        *self
-            .restore_progress
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = done.to_vec();
+        *self.restore_progress.lock() = done.to_vec();
         Ok(())
     }
 

@@ -1,8 +1,9 @@
 //! Showing sync progress: a bar on a terminal, log lines otherwise, and the
 //! metrics always.
 
+use parking_lot::Mutex;
 use std::io::IsTerminal;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -49,8 +50,8 @@ impl Progress {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     /// State sync of `height` begins.
@@ -79,7 +80,7 @@ impl Progress {
                 bar.set_style(style);
             }
             bar.set_position(done);
-            *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+            *self.bar.lock() = Some(bar);
         }
     }
 
@@ -96,7 +97,7 @@ impl Progress {
             (s.done, s.total, s.bytes, s.started.elapsed(), log)
         };
         self.metrics.sync_chunks_done.set(done as i64);
-        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(bar) = self.bar.lock().as_ref() {
             bar.inc(1);
             bar.inc_length(0);
             bar.set_message(format!("{} MB", all_bytes / 1_000_000));
@@ -122,7 +123,7 @@ impl Progress {
 
     /// State sync is over.
     pub fn finish_state_sync(&self) {
-        if let Some(bar) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(bar) = self.bar.lock().take() {
             bar.finish_and_clear();
         }
         self.metrics

@@ -18,8 +18,9 @@
 //! genesis; a server that does not answer is given up after a timeout, so
 //! nothing here can hang.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -69,7 +70,13 @@ pub enum StateSyncError {
     },
     /// Local storage failed.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[from] crate::storage::StorageError),
+    /// The local state store failed.
+    #[error("storage: {0}")]
+    State(#[from] StateError),
+    /// A blocking task of the restore panicked or was cancelled.
+    #[error("storage: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// How state sync ended.
@@ -256,7 +263,6 @@ pub async fn run(
     backend: Arc<dyn StateBackend>,
     progress: Arc<Progress>,
 ) -> Result<Outcome, StateSyncError> {
-    let storage = |e: crate::storage::StorageError| StateSyncError::Storage(e.to_string());
     // Every server at once: each may take up to the request timeout.
     let servers: Vec<Server> =
         futures::future::join_all(cfg.servers.iter().map(|a| connect(a, cfg.tls.as_ref())))
@@ -277,7 +283,7 @@ pub async fn run(
             Ok(known) => break (target, known),
             Err(e) if attempt < MAX_ATTEMPTS => {
                 warn!(error = %e, attempt, "starting state sync over with the newest snapshot");
-                store.meta.meta_put(TARGET_KEY, &[]).map_err(storage)?;
+                store.meta.meta_put(TARGET_KEY, &[])?;
             }
             Err(e) => return Err(e),
         }
@@ -293,9 +299,7 @@ pub async fn run(
         let leaves = complete_leaves(b.as_ref(), known)?;
         CommittedState::from_leaves(b, leaves)
     })
-    .await
-    .map_err(|e| StateSyncError::Storage(e.to_string()))?
-    .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    .await??;
     let root = state.committed().1;
     if root != target.header.app_hash {
         // Chunks were checked one by one, so this means local corruption: start over.
@@ -321,9 +325,9 @@ pub async fn run(
             })?;
         store
             .blocks
-            .append(&block, &target.commit, &encode_outcome(&[], &[]))
-            .map_err(storage)?;
+            .append(&block, &target.commit, &encode_outcome(&[], &[]))?;
     }
+    #[cfg(feature = "faults")]
     crate::faults::crash_point("state-sync-block-appended");
     if state.committed().0 < height {
         // No change of entries: only the applied height, in the state and on disk.
@@ -332,13 +336,11 @@ pub async fn run(
             buckets: Default::default(),
             root,
         };
-        state
-            .apply(height, &none)
-            .and_then(|_| backend.flush())
-            .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+        state.apply(height, &none).and_then(|_| backend.flush())?;
     }
+    #[cfg(feature = "faults")]
     crate::faults::crash_point("state-sync-state-flushed");
-    store.meta.meta_put(TARGET_KEY, &[]).map_err(storage)?;
+    store.meta.meta_put(TARGET_KEY, &[])?;
     progress.finish_state_sync();
     info!(%height, root = %root, "state restored from snapshot");
     Ok(Outcome::Restored(Box::new(state)))
@@ -353,11 +355,9 @@ async fn pick_target(
     backend: &Arc<dyn StateBackend>,
     progress: &Progress,
 ) -> Result<Option<Target>, StateSyncError> {
-    let storage = |e: crate::storage::StorageError| StateSyncError::Storage(e.to_string());
     let resumed = store
         .meta
-        .meta_get(TARGET_KEY)
-        .map_err(storage)?
+        .meta_get(TARGET_KEY)?
         .and_then(|b| decode_target(&b));
     if let Some(t) = resumed {
         info!(height = %t.manifest.height, "resuming an interrupted state sync");
@@ -370,12 +370,8 @@ async fn pick_target(
     backend
         .clear()
         .and_then(|_| backend.set_restore_progress(&vec![0u8; t.manifest.chunks.len()]))
-        .and_then(|_| backend.flush())
-        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
-    store
-        .meta
-        .meta_put(TARGET_KEY, &encode_target(&t))
-        .map_err(storage)?;
+        .and_then(|_| backend.flush())?;
+    store.meta.meta_put(TARGET_KEY, &encode_target(&t))?;
     Ok(Some(t))
 }
 
@@ -522,9 +518,7 @@ async fn restore_chunks(
 ) -> Result<Vec<Option<Vec<Leaf>>>, StateSyncError> {
     let height = target.manifest.height;
     let n = target.manifest.chunks.len();
-    let mut done = backend
-        .restore_progress()
-        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
+    let mut done = backend.restore_progress()?;
     done.resize(n, 0);
     let queue: VecDeque<u32> = (0..n as u32).filter(|i| done[*i as usize] == 0).collect();
     let remaining = queue.len();
@@ -591,11 +585,8 @@ async fn restore_chunks(
     }
     // What the last chunks wrote (and their marks) becomes durable.
     let b = backend.clone();
-    tokio::task::spawn_blocking(move || b.flush())
-        .await
-        .map_err(|e| StateSyncError::Storage(e.to_string()))?
-        .map_err(|e| StateSyncError::Storage(e.to_string()))?;
-    let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::task::spawn_blocking(move || b.flush()).await??;
+    let mut w = work.lock();
     if w.remaining > 0 {
         return Err(StateSyncError::Failed {
             height,
@@ -619,6 +610,7 @@ async fn fetcher(
 ) {
     let height = manifest.height;
     let mut failures = 0;
+    #[cfg(feature = "faults")]
     let throttle = Duration::from_millis(crate::faults::Faults::from_env().sync_throttle_ms);
     loop {
         // Held until the chunk is written (or given back).
@@ -626,7 +618,7 @@ async fn fetcher(
             return;
         };
         let index = {
-            let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = work.lock();
             if w.dropped[si] {
                 return;
             }
@@ -636,7 +628,7 @@ async fn fetcher(
             }
         };
         let put_back = |work: &Mutex<Work>, drop_server: bool| {
-            let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = work.lock();
             w.queue.push_back(index);
             if drop_server {
                 w.dropped[si] = true;
@@ -702,7 +694,7 @@ async fn fetcher(
             // Marked once its entries are written: any progress recorded from
             // now on (by this fetcher or another) is flushed with them.
             let (done, flush) = {
-                let mut w = w2.lock().unwrap_or_else(|e| e.into_inner());
+                let mut w = w2.lock();
                 w.done[index as usize] = 1;
                 w.unflushed += 1;
                 let flush = w.unflushed >= FLUSH_EVERY_CHUNKS;
@@ -721,13 +713,14 @@ async fn fetcher(
         match written {
             Ok(Ok(())) => {
                 {
-                    let mut w = work.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut w = work.lock();
                     w.remaining -= 1;
                     for (slot, l) in w.leaves.iter_mut().skip(first).zip(leaves) {
                         *slot = Some(l);
                     }
                 }
                 progress.chunk_done(size as u64, started.elapsed());
+                #[cfg(feature = "faults")]
                 if !throttle.is_zero() {
                     tokio::time::sleep(throttle).await;
                 }

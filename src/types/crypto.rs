@@ -165,8 +165,9 @@ impl<'de> Deserialize<'de> for PublicKey {
 /// keys that passed every check of [`PublicKey::from_bytes`] (or derived from a
 /// secret key) are stored, so a hit means exactly what a fresh check would.
 mod key_cache {
+    use parking_lot::Mutex;
     use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
+    use std::sync::OnceLock;
 
     use ed25519_zebra::VerificationKey as VerifyingKey;
 
@@ -180,15 +181,11 @@ mod key_cache {
     }
 
     pub(super) fn get(bytes: &[u8; 32]) -> Option<VerifyingKey> {
-        map()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(bytes)
-            .copied()
+        map().lock().get(bytes).copied()
     }
 
     pub(super) fn put(bytes: [u8; 32], key: VerifyingKey) {
-        let mut m = map().lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = map().lock();
         if m.len() >= MAX_KEYS {
             m.clear();
         }

@@ -13,8 +13,9 @@ mod keys;
 mod tx;
 mod verified;
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -115,14 +116,11 @@ impl Ledger {
     }
 
     fn take_pending(&self, root: &Hash) -> Option<PreparedChanges> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(root)
+        self.pending.lock().remove(root)
     }
 
     fn remember(&self, p: PreparedChanges) {
-        let mut g = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.pending.lock();
         // A few rounds' worth; older ones are recomputed from the delta if needed.
         if g.len() >= 64 {
             g.clear();

@@ -1,8 +1,8 @@
 //! Hashes of transactions whose signature this node has verified, so that a
 //! signature is checked once per node, not again at execution.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::sync::Mutex;
 
 use crate::types::Hash;
 
@@ -24,13 +24,13 @@ impl VerifiedCache {
 
     /// Whether `h` was verified recently.
     pub fn contains(&self, h: &Hash) -> bool {
-        let g = self.gens.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.gens.lock();
         g.0.contains(h) || g.1.contains(h)
     }
 
     /// Records that `h` verified.
     pub fn insert(&self, h: Hash) {
-        let mut g = self.gens.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.gens.lock();
         if g.0.len() >= self.cap {
             let newer = std::mem::take(&mut g.0);
             g.1 = newer;

@@ -6,8 +6,9 @@
 //! backend: a bucket's root needs all of its leaves, and reading them back was
 //! a range scan per touched bucket, the slowest operation of the store.
 
+use parking_lot::RwLock;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use super::backend::{AsLeaf, Change, Entry, StateBackend, StateError, bucket_start};
 use super::smt::{self, BUCKET_BITS, BUCKETS, Leaf, StateProof, TopNode, TopTree};
@@ -91,8 +92,9 @@ impl CommittedState {
             scans
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(StateError("a state scan panicked".into())))
+                    h.join().unwrap_or_else(|_| {
+                        Err(StateError::Invalid("a state scan panicked".into()))
+                    })
                 })
                 .collect()
         });
@@ -113,7 +115,7 @@ impl CommittedState {
     ) -> Result<CommittedState, StateError> {
         let nodes: Vec<TopNode> = leaves.iter().map(|ls| bucket_node(ls)).collect();
         let top = TopTree::from_buckets(&nodes)
-            .ok_or_else(|| StateError("bucket count mismatch".into()))?;
+            .ok_or_else(|| StateError::Invalid("bucket count mismatch".into()))?;
         let height = backend.applied_height()?;
         Ok(CommittedState {
             backend,
@@ -126,8 +128,8 @@ impl CommittedState {
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, Inner> {
+        self.inner.read()
     }
 
     /// Height and root of the committed state.
@@ -197,7 +199,7 @@ impl CommittedState {
 
     /// Applies prepared changes as block `height`.
     pub fn apply(&self, height: Height, prepared: &PreparedChanges) -> Result<Hash, StateError> {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.inner.write();
         // Copy on write for a snapshot in progress: keep what each changed entry
         // was at the snapshot's height.
         let mut abandon = false;
@@ -239,7 +241,7 @@ impl CommittedState {
                 match self.backend.get(&leaf.kh) {
                     Ok(Some(e)) => out.push((*leaf, e.value_hash())),
                     Ok(None) => {
-                        *failure.borrow_mut() = Some(StateError(format!(
+                        *failure.borrow_mut() = Some(StateError::Invalid(format!(
                             "state entry {} is in the tree but not in the store",
                             leaf.kh.short()
                         )));
@@ -258,7 +260,7 @@ impl CommittedState {
     /// Freezes a view of the committed state for a snapshot; `None` if one is
     /// already being taken.
     pub fn begin_snapshot(&self) -> Option<(Height, Hash, Vec<TopNode>)> {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.inner.write();
         if g.freeze.is_some() {
             return None;
         }
@@ -282,7 +284,7 @@ impl CommittedState {
     ) -> Result<(Vec<(Hash, Entry)>, bool), StateError> {
         let g = self.read();
         let Some(f) = g.freeze.as_ref().filter(|f| f.height == height) else {
-            return Err(StateError(format!(
+            return Err(StateError::Invalid(format!(
                 "no snapshot of height {height} in progress"
             )));
         };
@@ -315,7 +317,7 @@ impl CommittedState {
 
     /// Ends the snapshot of `height`.
     pub fn end_snapshot(&self, height: Height) {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.inner.write();
         if g.freeze.as_ref().is_some_and(|f| f.height == height) {
             g.freeze = None;
         }
