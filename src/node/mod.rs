@@ -352,14 +352,11 @@ fn rpc_security(
             certificates.push(("org_ca", info));
         }
     }
-    let watched: Vec<(&'static str, u64)> = certificates
-        .iter()
-        .map(|(w, c)| (*w, c.not_after))
-        .collect();
-    for (which, not_after) in &watched {
-        metrics.set_cert_expiry(which, *not_after);
+    for (which, c) in &certificates {
+        metrics.set_cert_expiry(which, c.not_after);
     }
-    log_cert_expiry(&watched);
+    log_cert_expiry(&certificates);
+    let watched = certificates.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(12 * 3600));
         every.tick().await;
@@ -384,12 +381,10 @@ const CERT_WARN_DAYS: i64 = 30;
 
 /// Logs how many days each certificate has left: a warning under
 /// [`CERT_WARN_DAYS`], an error once expired (clients then refuse the node).
-fn log_cert_expiry(certs: &[(&'static str, u64)]) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    for (which, not_after) in certs {
-        let days = (*not_after as i64 - now).div_euclid(86_400);
+fn log_cert_expiry(certs: &[(&'static str, crate::pki::CertInfo)]) {
+    let now = std::time::SystemTime::now();
+    for (which, c) in certs {
+        let days = c.days_left(now);
         if days < 0 {
             tracing::error!(
                 certificate = which,

@@ -162,14 +162,14 @@ impl StreamGuard {
         }
     }
 
-    /// Ready with the status that ends the stream once the certificate has
-    /// expired (once), then `Ready(None)` for ever: the stream must end.
+    /// Ready once the certificate has expired: with the status that ends
+    /// the stream the first time, then with `None` for ever (the end).
     pub fn poll_expired(
         &mut self,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Option<tonic::Status>>> {
+    ) -> std::task::Poll<Option<tonic::Status>> {
         if self.expired {
-            return std::task::Poll::Ready(Some(None));
+            return std::task::Poll::Ready(None);
         }
         let fired = match self.expires.as_mut() {
             Some(sleep) => sleep.as_mut().poll(cx).is_ready(),
@@ -179,9 +179,9 @@ impl StreamGuard {
             return std::task::Poll::Pending;
         }
         self.expired = true;
-        std::task::Poll::Ready(Some(Some(tonic::Status::unauthenticated(
+        std::task::Poll::Ready(Some(tonic::Status::unauthenticated(
             "the client certificate expired during the stream; reconnect with a valid one",
-        ))))
+        )))
     }
 }
 

@@ -90,7 +90,7 @@ impl<T> Stream for ReadAhead<T> {
     type Item = Result<T, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Poll::Ready(Some(end)) = self.guard.poll_expired(cx) {
+        if let Poll::Ready(end) = self.guard.poll_expired(cx) {
             return Poll::Ready(end.map(Err));
         }
         self.rx
@@ -118,7 +118,7 @@ impl<S: Stream<Item = Result<T, Status>> + Unpin, T> Stream for Slotted<S> {
     type Item = S::Item;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        if let Poll::Ready(Some(end)) = self.guard.poll_expired(cx) {
+        if let Poll::Ready(end) = self.guard.poll_expired(cx) {
             return Poll::Ready(end.map(Err));
         }
         Pin::new(&mut self.inner).poll_next(cx)

@@ -75,10 +75,8 @@ const SUBMIT_WINDOW: usize = 1024;
 enum Queued {
     /// Queued for admission.
     Waiting(Hash, crate::node::txpool::Answer),
-    /// Refused before it was queued.
-    Refused(Hash, SubmitError),
-    /// Over its sender's quota.
-    OverQuota(Hash, Status),
+    /// Refused before it was queued (full, or over its sender's quota).
+    Refused(Hash, Status),
     /// The request stream failed (a message too large, a broken connection).
     Failed(Status),
 }
@@ -252,10 +250,10 @@ impl TxService for TxApi {
                 };
                 let hash = Hash::digest(&msg.tx);
                 let q = match streams.submit_bytes(caller.as_ref(), msg.tx.len()) {
-                    Err(status) => Queued::OverQuota(hash, status),
+                    Err(status) => Queued::Refused(hash, status),
                     Ok(()) => match pool.enqueue(msg.tx) {
                         Ok(answer) => Queued::Waiting(hash, answer),
-                        Err(e) => Queued::Refused(hash, e),
+                        Err(e) => Queued::Refused(hash, submit_status(&e)),
                     },
                 };
                 if queued_tx.send(q).await.is_err() {
@@ -275,8 +273,7 @@ impl TxService for TxApi {
                             Some(Status::internal("the admission worker stopped")),
                         ),
                     },
-                    Queued::Refused(hash, e) => stream_answer(hash, Some(submit_status(&e))),
-                    Queued::OverQuota(hash, status) => stream_answer(hash, Some(status)),
+                    Queued::Refused(hash, status) => stream_answer(hash, Some(status)),
                     Queued::Failed(status) => {
                         let _ = out_tx.send(Err(status)).await;
                         return;
