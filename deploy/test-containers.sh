@@ -302,6 +302,22 @@ step_txs() {
 unauthenticated='The request does not have valid authentication credentials'  # UNAUTHENTICATED
 permission_denied='The caller does not have permission to execute the specified operation'  # PERMISSION_DENIED
 
+# expect_refusal REASON TEXT WHAT CMD...: CMD fails with no output and TEXT in
+# its error, and org1 counts one more API refusal for REASON.
+expect_refusal() {
+  local reason="$1" text="$2" what="$3" before after
+  shift 3
+  before="$(refusals org1 "$reason")" || { fail "no metrics from org1"; return 1; }
+  capture "$@"
+  if [ "$rc" = 0 ] || [ -n "$out" ] || ! grep -qF "$text" <<<"$err"; then
+    fail "$what: exit $rc, output '$(first_line "$out")', error '$(first_line "$err")'"
+    return 1
+  fi
+  after="$(refusals org1 "$reason")"
+  [ "$after" -gt "$before" ] || { fail "org1 counted no refusal for $reason ($before, then $after)"; return 1; }
+  log "$what: refused ('$(first_line "$err")'); org1 $reason refusals $before -> $after"
+}
+
 step_tls() {
   local n node before after hash txh trusted out2 ip plain_err="" foreign="$work/foreign"
   # Control: over TLS with client0's certificate, org1 answers.
@@ -336,32 +352,21 @@ step_tls() {
   capture timeout 10 "$consort" --ca "$net/ca.pem" health --node "$node"
   [ "$rc" = 0 ] && [ "$out" = serving ] ||
     { fail "health over TLS without a client certificate: exit $rc, '$out' $(first_line "$err")"; return 1; }
-  before="$(refusals org1 no_certificate)" || { fail "no metrics from org1"; return 1; }
-  capture timeout 10 "$consort" --ca "$net/ca.pem" status --node "$node" --json
-  if [ "$rc" = 0 ] || [ -n "$out" ] || ! grep -qF "error: $unauthenticated: no client certificate" <<<"$err"; then
-    fail "status over TLS without a client certificate: exit $rc, output '$(first_line "$out")', error '$(first_line "$err")'"
-    return 1
-  fi
-  after="$(refusals org1 no_certificate)"
-  [ "$after" -gt "$before" ] || { fail "org1 counted no refusal for no_certificate ($before, then $after)"; return 1; }
-  log "TLS without a client certificate: health serving; status UNAUTHENTICATED ('$(first_line "$err")'); org1 no_certificate refusals $before -> $after"
+  log "TLS without a client certificate: health serving"
+  expect_refusal no_certificate "error: $unauthenticated: no client certificate" \
+    "status over TLS without a client certificate (UNAUTHENTICATED)" \
+    timeout 10 "$consort" --ca "$net/ca.pem" status --node "$node" --json || return 1
 
   # A certificate of a CA outside the consortium: UNAUTHENTICATED. And the
   # other way round, the client does not trust a node whose CA is not in its
   # bundle.
   timeout 30 "$consort" testnet --validators 1 --clients 1 --tls --chain-id foreign --out "$foreign" >/dev/null ||
     { fail "consort testnet for a foreign PKI"; return 1; }
-  before="$(refusals org1 unknown_issuer)"
-  capture timeout 10 "$consort" --ca "$net/ca.pem" --cert "$foreign/clients/client0.pem" --key "$foreign/clients/client0.key" \
-    status --node "$node" --json
-  if [ "$rc" = 0 ] || [ -n "$out" ] ||
-    ! grep -qF "error: $unauthenticated: the client certificate was not issued by the CA of any organization of the consortium" <<<"$err"; then
-    fail "status with a foreign client certificate: exit $rc, output '$(first_line "$out")', error '$(first_line "$err")'"
-    return 1
-  fi
-  after="$(refusals org1 unknown_issuer)"
-  [ "$after" -gt "$before" ] || { fail "org1 counted no refusal for unknown_issuer ($before, then $after)"; return 1; }
-  log "a client certificate of a foreign CA: UNAUTHENTICATED ('$(first_line "$err")'); org1 unknown_issuer refusals $before -> $after"
+  expect_refusal unknown_issuer \
+    "error: $unauthenticated: the client certificate was not issued by the CA of any organization of the consortium" \
+    "status with a client certificate of a foreign CA (UNAUTHENTICATED)" \
+    timeout 10 "$consort" --ca "$net/ca.pem" --cert "$foreign/clients/client0.pem" --key "$foreign/clients/client0.key" \
+    status --node "$node" --json || return 1
   capture timeout 10 "$consort" --ca "$foreign/ca.pem" --cert "$net/clients/client0.pem" --key "$net/clients/client0.key" \
     status --node "$node" --json
   if [ "$rc" = 0 ] || ! grep -qF 'invalid peer certificate: UnknownIssuer' <<<"$err"; then
@@ -393,16 +398,10 @@ step_tls() {
   # A client certificate may not list the snapshots (SyncService serves
   # member nodes); the joiner's member certificate may. A client may fetch a
   # light block, and checks a proof against a header it trusts.
-  before="$(refusals org1 forbidden)"
-  capture cli query snapshots --node "$node" --json
-  if [ "$rc" = 0 ] || [ -n "$out" ] ||
-    ! grep -qF "$permission_denied: role client of organization org1 may not call consort.v1.SyncService/ListSnapshots" <<<"$err"; then
-    fail "client0 listing snapshots: exit $rc, output '$(first_line "$out")', error '$(first_line "$err")'"
-    return 1
-  fi
-  after="$(refusals org1 forbidden)"
-  [ "$after" -gt "$before" ] || { fail "org1 counted no refusal for forbidden ($before, then $after)"; return 1; }
-  log "client0 calling SyncService/ListSnapshots: PERMISSION_DENIED ('$(first_line "$err")'); org1 forbidden refusals $before -> $after"
+  expect_refusal forbidden \
+    "$permission_denied: role client of organization org1 may not call consort.v1.SyncService/ListSnapshots" \
+    "client0 listing snapshots (PERMISSION_DENIED)" \
+    cli query snapshots --node "$node" --json || return 1
   capture timeout 10 "$consort" --ca "$net/ca.pem" --cert "$net/joiner/tls/member.pem" --key "$net/joiner/tls/member.key" \
     query snapshots --node "$node" --json
   # (The first snapshot is taken at height 100: the list may still be empty.)

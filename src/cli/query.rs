@@ -188,22 +188,22 @@ pub async fn health(node: &str) -> Result<()> {
     Ok(())
 }
 
+/// A peer, as `status --json` and `node-info --json` print it.
+fn peer_json(p: &consort::pb::PeerInfo) -> serde_json::Value {
+    json!({
+        "public_key": hex_or_empty(&p.public_key),
+        "name": p.name,
+        "address": p.address,
+        "connected": p.connected,
+        "height": p.height,
+    })
+}
+
 /// Prints a node's status.
 pub async fn status(node: &str, as_json: bool) -> Result<()> {
     let c = Client::connect(node).await?;
     let s = c.status().await?;
-    let peers: Vec<serde_json::Value> = s
-        .peers
-        .iter()
-        .map(|p| {
-            json!({
-                "public_key": hex_or_empty(&p.public_key),
-                "name": p.name,
-                "address": p.address,
-                "connected": p.connected,
-            })
-        })
-        .collect();
+    let peers: Vec<serde_json::Value> = s.peers.iter().map(peer_json).collect();
     let connected = s.peers.iter().filter(|p| p.connected).count();
     if as_json {
         let v = json!({
@@ -276,19 +276,7 @@ pub async fn node_info(node: &str, as_json: bool) -> Result<()> {
             })
         })
         .collect();
-    let peers: Vec<serde_json::Value> = i
-        .peers
-        .iter()
-        .map(|p| {
-            json!({
-                "public_key": hex_or_empty(&p.public_key),
-                "name": p.name,
-                "address": p.address,
-                "connected": p.connected,
-                "height": p.height,
-            })
-        })
-        .collect();
+    let peers: Vec<serde_json::Value> = i.peers.iter().map(peer_json).collect();
     if as_json {
         let v = json!({
             "version": i.version,

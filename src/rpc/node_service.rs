@@ -132,16 +132,7 @@ impl NodeService for NodeApi {
             round: s.round.0,
             step: s.step.to_string(),
             catching_up: s.catching_up,
-            peers: s
-                .peers
-                .iter()
-                .map(|p| pb::PeerInfo {
-                    public_key: p.key.as_bytes().to_vec().into(),
-                    name: p.name.clone(),
-                    address: p.address.clone(),
-                    connected: p.connected,
-                })
-                .collect(),
+            peers: s.peers.iter().map(peer_to_proto).collect(),
             is_validator: s.is_validator,
             base_height: s.base_height.0,
             sync_phase: s.sync_phase.as_str().to_string(),
@@ -232,17 +223,7 @@ impl NodeApi {
                     days_left: c.days_left(now),
                 })
                 .collect(),
-            peers: s
-                .peers
-                .iter()
-                .map(|p| pb::PeerDetail {
-                    public_key: p.key.as_bytes().to_vec().into(),
-                    name: p.name.clone(),
-                    address: p.address.clone(),
-                    connected: p.connected,
-                    height: p.height.0,
-                })
-                .collect(),
+            peers: s.peers.iter().map(peer_to_proto).collect(),
             sync_phase: s.sync_phase.as_str().to_string(),
             height: s.height.0,
         }
@@ -323,6 +304,17 @@ impl NodeApi {
                 .collect(),
             truncated,
         })
+    }
+}
+
+/// A peer as `GetStatus` and `GetNodeInfo` show it.
+fn peer_to_proto(p: &crate::node::PeerStatus) -> pb::PeerInfo {
+    pb::PeerInfo {
+        public_key: p.key.as_bytes().to_vec().into(),
+        name: p.name.clone(),
+        address: p.address.clone(),
+        connected: p.connected,
+        height: p.height.0,
     }
 }
 
